@@ -1,0 +1,135 @@
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { RegistrishError } from './errors.ts';
+import { mapLimit } from './limit.ts';
+import type { Plan } from './plan.ts';
+import type { ContentStore, LinkMode } from './store.ts';
+import type { PublishedPath } from './types.ts';
+
+// Lays the plan out as the static files of a registry, and describes every URL neutrally
+// (type, digest, cache policy) for the host writers.
+//
+// The tree is built in a staging folder next to `v2/` and swapped in with renames, so a failed
+// build leaves the previous `v2/` whole, and a reader never sees a half-written one for longer
+// than the two renames take.
+
+const STAGING_PREFIX = '.registrish-staging-';
+const JSON_TYPE = 'application/json';
+const BLOB_TYPE = 'application/octet-stream';
+
+/** Every URL of the registry described by the plan (pure: no file system). */
+export function describePaths(plan: Plan): PublishedPath[] {
+  const paths: PublishedPath[] = [];
+  const json = (urlPath: string, file: string, kind: PublishedPath['kind'], body: string) =>
+    paths.push({ urlPath, file, kind, contentType: JSON_TYPE, size: Buffer.byteLength(body), immutable: false });
+  json('/v2/', 'v2/index.html', 'base', BASE_BODY);
+  json('/v2/_catalog', 'v2/_catalog', 'catalog', catalogBody(plan));
+  for (const repo of [...plan.repos.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    const base = `v2/${repo.name}`;
+    json(`/${base}/tags/list`, `${base}/tags/list`, 'tags', tagsBody(repo.name, repo.tags));
+    for (const [tag, digest] of [...repo.tags].sort()) {
+      const m = repo.manifests.get(digest)!;
+      paths.push({ urlPath: `/${base}/manifests/${tag}`, file: `${base}/manifests/${tag}`, kind: 'manifest', contentType: m.mediaType, digest, size: m.size, immutable: false });
+    }
+    for (const [digest, m] of [...repo.manifests].sort()) {
+      paths.push({ urlPath: `/${base}/manifests/${digest}`, file: `${base}/manifests/${digest}`, kind: 'manifest', contentType: m.mediaType, digest, size: m.size, immutable: true });
+    }
+    for (const [digest, size] of [...repo.blobs].sort()) {
+      paths.push({ urlPath: `/${base}/blobs/${digest}`, file: `${base}/blobs/${digest}`, kind: 'blob', contentType: BLOB_TYPE, digest, size, immutable: true });
+    }
+  }
+  assertNoFileDirClash(paths);
+  return paths;
+}
+
+const BASE_BODY = '{}\n';
+
+function catalogBody(plan: Plan): string {
+  return JSON.stringify({ repositories: [...plan.repos.keys()].sort() }) + '\n';
+}
+
+function tagsBody(name: string, tags: Map<string, string>): string {
+  return JSON.stringify({ name, tags: [...tags.keys()].sort() }) + '\n';
+}
+
+/**
+ * A repository named like a file of another (`foo/tags/list` next to `foo`'s tag list) would need
+ * one path to be both a file and a folder: refuse with the names instead of failing in mkdir.
+ */
+function assertNoFileDirClash(paths: PublishedPath[]): void {
+  const files = new Set(paths.map((p) => p.file));
+  for (const p of paths) {
+    const parts = p.file.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (files.has(dir)) {
+        throw new RegistrishError(`published paths clash: "${dir}" would be a file and also the folder of "${p.file}"`, {
+          hint: 'Rename one of the repositories in images.json ("name").',
+        });
+      }
+    }
+  }
+}
+
+export interface WriteTreeOptions {
+  linkMode?: LinkMode;
+  /** Files linked/written at the same time. */
+  concurrency?: number;
+}
+
+/** Writes `v2/` into `outDir` (staged, then swapped in) and returns the URL descriptions. */
+export async function writeRegistryTree(
+  plan: Plan,
+  store: ContentStore,
+  outDir: string,
+  options: WriteTreeOptions = {},
+): Promise<PublishedPath[]> {
+  const paths = describePaths(plan);
+  await mkdir(outDir, { recursive: true });
+  await removeStaleStaging(outDir);
+  const staging = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
+  try {
+    const bodies = new Map<string, string>([['v2/index.html', BASE_BODY], ['v2/_catalog', catalogBody(plan)]]);
+    for (const repo of plan.repos.values()) bodies.set(`v2/${repo.name}/tags/list`, tagsBody(repo.name, repo.tags));
+    // Folders first, once each, so the parallel writes below only create files.
+    const dirs = new Set(paths.map((p) => path.posix.dirname(p.file)));
+    for (const dir of [...dirs].sort()) await mkdir(path.join(staging, ...dir.split('/').slice(1)), { recursive: true });
+    await mapLimit(paths, options.concurrency ?? 16, async (p) => {
+      // Staging holds what will become `v2/`, so drop the leading `v2/`.
+      const dest = path.join(staging, ...p.file.split('/').slice(1));
+      const body = bodies.get(p.file);
+      if (body !== undefined) await writeFile(dest, body);
+      else await store.linkInto(p.digest!, dest, options.linkMode);
+    });
+    await swapIn(staging, path.join(outDir, 'v2'));
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+  return paths;
+}
+
+async function swapIn(staging: string, final: string): Promise<void> {
+  const old = `${staging}-old`;
+  let hadOld = true;
+  try {
+    await rename(final, old);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    hadOld = false;
+  }
+  try {
+    await rename(staging, final);
+  } catch (err) {
+    if (hadOld) await rename(old, final);
+    throw err;
+  }
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+/** Leftovers of a build that was killed mid-way (never deployed content: they start with a dot). */
+async function removeStaleStaging(outDir: string): Promise<void> {
+  for (const entry of await readdir(outDir)) {
+    if (entry.startsWith(STAGING_PREFIX)) await rm(path.join(outDir, entry), { recursive: true, force: true });
+  }
+}

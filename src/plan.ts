@@ -1,0 +1,274 @@
+import { IntegrityError, RegistrishError } from './errors.ts';
+import { mapLimit } from './limit.ts';
+import { isIndexType, manifestMediaType } from './media-types.ts';
+import { assertSafeDigest, formatPlatform, platformMatches } from './reference.ts';
+import type { ImageSource } from './source.ts';
+import { sha256, type ContentStore } from './store.ts';
+import type { Descriptor, ImageSpec, PlatformFilter } from './types.ts';
+
+// From validated images.json entries to a plan: which tags point at which manifests, and which
+// blobs every repository needs. Manifests are read through the content store (fetched at most
+// once, verified before they are kept); blobs are only listed here and fetched by `fetchBlobs`.
+
+/** Indexes nest rarely (an index of indexes); anything deeper is a broken or hostile upstream. */
+const MAX_DEPTH = 4;
+
+export interface RepoPlan {
+  name: string;
+  /** tag → manifest digest */
+  tags: Map<string, string>;
+  /** digest → how to serve it */
+  manifests: Map<string, { mediaType: string; size: number }>;
+  /** digest → size */
+  blobs: Map<string, number>;
+}
+
+export interface BlobNeed {
+  digest: string;
+  size: number;
+  source: ImageSource;
+  /** For messages: the image that first asked for it. */
+  context: string;
+}
+
+export interface ImageReport {
+  spec: ImageSpec;
+  /** Digest published under the tags. */
+  digest: string;
+  /** When a platform filter dropped entries: the upstream index digest the published one was made from. */
+  filteredFrom?: string;
+  /** Platforms published (empty for a single-platform manifest whose platform lives only in its config). */
+  platforms: string[];
+  manifestsFetched: number;
+  manifestsCached: number;
+}
+
+export interface Plan {
+  repos: Map<string, RepoPlan>;
+  images: ImageReport[];
+  blobs: Map<string, BlobNeed>;
+  /** Foreign / non-distributable layers that were listed but not mirrored. */
+  skippedBlobs: string[];
+}
+
+export interface PlanOptions {
+  store: ContentStore;
+  sourceFor: (spec: ImageSpec) => ImageSource;
+  /** Images resolved at the same time. */
+  concurrency?: number;
+  onImage?: (report: ImageReport) => void;
+}
+
+interface ParsedManifest {
+  mediaType?: string;
+  manifests?: Descriptor[];
+  config?: Descriptor;
+  layers?: Descriptor[];
+  [key: string]: unknown;
+}
+
+export async function planImages(specs: ImageSpec[], options: PlanOptions): Promise<Plan> {
+  const plan: Plan = { repos: new Map(), images: [], blobs: new Map(), skippedBlobs: [] };
+  const reports = await mapLimit(specs, options.concurrency ?? 4, (spec) => planImage(spec, plan, options));
+  plan.images = reports;
+  return plan;
+}
+
+function describe(spec: ImageSpec): string {
+  return `images[${spec.index}] (${spec.source.original} → ${spec.name})`;
+}
+
+async function planImage(spec: ImageSpec, plan: Plan, options: PlanOptions): Promise<ImageReport> {
+  const { store } = options;
+  const source = options.sourceFor(spec);
+  const context = describe(spec);
+  const report: ImageReport = { spec, digest: '', platforms: [], manifestsFetched: 0, manifestsCached: 0 };
+  const repo = repoFor(plan, spec.name);
+
+  // Manifests are read through the store: fetched only when their digest is new, verified before kept.
+  const manifestByDigest = async (digest: string, expectedSize?: number, mediaTypeHint?: string) => {
+    assertSafeDigest(digest, context);
+    const cached = await store.read(digest);
+    if (cached) {
+      report.manifestsCached++;
+      return { bytes: cached, mediaType: mediaTypeHint };
+    }
+    const got = await source.fetchManifest(digest);
+    report.manifestsFetched++;
+    if (expectedSize !== undefined && got.bytes.length !== expectedSize) {
+      throw new IntegrityError(
+        `${context}: manifest ${digest} is ${got.bytes.length} bytes, but its descriptor says ${expectedSize}`,
+      );
+    }
+    await store.putBytes(digest, got.bytes, `${context}: manifest ${digest}`);
+    return { bytes: got.bytes, mediaType: mediaTypeHint ?? got.mediaType };
+  };
+
+  // 1. The top-level manifest: by digest when pinned, else where the tag points now.
+  let top: { digest: string; bytes: Buffer; mediaType?: string };
+  const src = spec.source;
+  if (src.digest) {
+    top = { digest: src.digest, ...(await manifestByDigest(src.digest)) };
+  } else {
+    const tag = src.tag ?? 'latest';
+    const head = await source.resolveTag(tag);
+    if (head && (await store.has(head.digest))) {
+      top = { digest: head.digest, ...(await manifestByDigest(head.digest, undefined, head.mediaType)) };
+    } else if (head && src.kind === 'oci-layout') {
+      top = { digest: head.digest, ...(await manifestByDigest(head.digest, head.size, head.mediaType)) };
+    } else {
+      // Fetch by tag and name the content by its own hash: a HEAD's digest header is never trusted.
+      const got = await source.fetchManifest(tag);
+      report.manifestsFetched++;
+      const digest = sha256(got.bytes);
+      await store.putBytes(digest, got.bytes, `${context}: manifest for tag ${tag}`);
+      top = { digest, bytes: got.bytes, mediaType: got.mediaType ?? head?.mediaType };
+    }
+  }
+
+  // 2. Walk the tree: an index's children (filtered at the top level), each image's config and layers.
+  const walk = async (
+    digest: string,
+    bytes: Buffer,
+    hint: string | undefined,
+    depth: number,
+    seen: Set<string>,
+  ): Promise<{ digest: string; mediaType: string; size: number }> => {
+    if (depth > MAX_DEPTH) throw new RegistrishError(`${context}: manifests nest deeper than ${MAX_DEPTH} levels`);
+    if (seen.has(digest)) throw new RegistrishError(`${context}: manifest ${digest} refers to itself (a cycle)`);
+    seen = new Set(seen).add(digest);
+    const doc = parseManifest(bytes, `${context}: manifest ${digest}`);
+    const mediaType = manifestMediaType(doc, hint);
+    let publishDigest = digest;
+    let publishBytes = bytes;
+
+    if (isIndexType(mediaType)) {
+      let children = (doc.manifests ?? []) as Descriptor[];
+      if (!Array.isArray(children)) throw new RegistrishError(`${context}: index ${digest} has no manifests list`);
+      if (depth === 0 && spec.platforms) {
+        const kept = filterPlatforms(children, spec.platforms);
+        if (kept.filter((d) => !isAttestation(d)).length === 0) {
+          const available = children.filter((d) => d.platform && !isAttestation(d)).map((d) => formatPlatform(d.platform!));
+          throw new RegistrishError(
+            `${context}: none of the platforms ${spec.platforms.map(formatPlatform).join(', ')} is in the index`,
+            { hint: `Available: ${available.join(', ') || 'none'}. Fix "platforms" in images.json.` },
+          );
+        }
+        if (kept.length !== children.length) {
+          // A filtered copy: clients on dropped platforms then get "no matching manifest" instead of a 404.
+          publishBytes = Buffer.from(JSON.stringify({ ...doc, manifests: kept }, null, 2));
+          publishDigest = sha256(publishBytes);
+          await store.putBytes(publishDigest, publishBytes, `${context}: filtered index`);
+          report.filteredFrom = digest;
+        }
+        children = kept;
+      }
+      for (const child of children) {
+        assertSafeDigest(child.digest, context);
+        const got = await manifestByDigest(child.digest, child.size, child.mediaType);
+        await walk(child.digest, got.bytes, got.mediaType ?? child.mediaType, depth + 1, seen);
+        if (depth === 0 && child.platform && !isAttestation(child)) report.platforms.push(formatPlatform(child.platform));
+      }
+    } else {
+      const descriptors = [doc.config, ...(doc.layers ?? [])].filter(Boolean) as Descriptor[];
+      if (!doc.config || !Array.isArray(doc.layers)) {
+        throw new RegistrishError(`${context}: manifest ${digest} (${mediaType}) has no config or layers`);
+      }
+      for (const d of descriptors) {
+        assertSafeDigest(d.digest, context);
+        if (!Number.isSafeInteger(d.size) || d.size < 0) {
+          throw new RegistrishError(`${context}: manifest ${digest} lists blob ${d.digest} with an invalid size`);
+        }
+        if (d.urls?.length && /foreign|nondistributable/.test(d.mediaType)) {
+          // Windows base layers live at Microsoft's URLs; clients fetch them from there.
+          plan.skippedBlobs.push(d.digest);
+          continue;
+        }
+        repo.blobs.set(d.digest, d.size);
+        if (!plan.blobs.has(d.digest)) plan.blobs.set(d.digest, { digest: d.digest, size: d.size, source, context });
+      }
+    }
+    repo.manifests.set(publishDigest, { mediaType, size: publishBytes.length });
+    return { digest: publishDigest, mediaType, size: publishBytes.length };
+  };
+
+  const published = await walk(top.digest, top.bytes, top.mediaType, 0, new Set());
+  report.digest = published.digest;
+  for (const tag of spec.tags) {
+    const existing = repo.tags.get(tag);
+    if (existing && existing !== published.digest) {
+      throw new RegistrishError(`${context}: tag "${spec.name}:${tag}" is published by more than one entry`);
+    }
+    repo.tags.set(tag, published.digest);
+  }
+  options.onImage?.(report);
+  return report;
+}
+
+function repoFor(plan: Plan, name: string): RepoPlan {
+  let repo = plan.repos.get(name);
+  if (!repo) {
+    repo = { name, tags: new Map(), manifests: new Map(), blobs: new Map() };
+    plan.repos.set(name, repo);
+  }
+  return repo;
+}
+
+function parseManifest(bytes: Buffer, what: string): ParsedManifest {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new RegistrishError(`${what} is not valid JSON (${(err as Error).message})`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new RegistrishError(`${what} is not a JSON object`);
+  return doc as ParsedManifest;
+}
+
+/** Attestations (buildx provenance/SBOM) carry platform unknown/unknown and point at the image they describe. */
+function isAttestation(d: Descriptor): boolean {
+  return (
+    d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ||
+    (d.platform?.os === 'unknown' && d.platform?.architecture === 'unknown')
+  );
+}
+
+function filterPlatforms(children: Descriptor[], filters: PlatformFilter[]): Descriptor[] {
+  const kept = new Set(
+    children.filter((d) => !isAttestation(d) && d.platform && filters.some((f) => platformMatches(f, d.platform!))).map((d) => d.digest),
+  );
+  return children.filter((d) =>
+    isAttestation(d) ? kept.has(d.annotations?.['vnd.docker.reference.digest'] ?? '') : kept.has(d.digest),
+  );
+}
+
+export interface FetchStats {
+  blobsFetched: number;
+  blobsCached: number;
+  bytesFetched: number;
+  bytesReused: number;
+}
+
+/** Downloads every blob the plan needs that the store lacks, each once, `concurrency` at a time. */
+export async function fetchBlobs(
+  plan: Plan,
+  store: ContentStore,
+  options: { concurrency?: number; onBytes?: (n: number) => void } = {},
+): Promise<FetchStats> {
+  const stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0 };
+  await mapLimit([...plan.blobs.values()], options.concurrency ?? 4, async (need) => {
+    const downloaded = await store.ensureBlob(need.digest, need.size, (offset) => need.source.openBlob(need.digest, offset), {
+      context: need.context,
+      onBytes: (n) => {
+        stats.bytesFetched += n;
+        options.onBytes?.(n);
+      },
+    });
+    if (downloaded) stats.blobsFetched++;
+    else {
+      stats.blobsCached++;
+      stats.bytesReused += need.size;
+    }
+  });
+  return stats;
+}

@@ -1,0 +1,219 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open as openFile, readFile, rename, rm, stat, copyFile, link, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { IntegrityError, RegistrishError } from './errors.ts';
+import { assertSafeDigest } from './reference.ts';
+
+// The content-addressed cache. One rule above all: a file only ever appears under its
+// digest name after its bytes were hashed and matched (temp file + rename), so a crash,
+// a reset connection or a lying upstream can never leave a wrong file behind.
+
+export interface OpenedBlob {
+  status: number;
+  body: Readable;
+  contentEncoding?: string;
+}
+
+/** Opens the blob's bytes from `offset` (a Range request when > 0). */
+export type BlobOpener = (offset: number) => Promise<OpenedBlob>;
+
+export interface FetchBlobOptions {
+  /** Re-open attempts after a body failed mid-way (resuming with Range when possible). */
+  retries?: number;
+  retryDelayMs?: number;
+  /** Called with the number of new bytes as they arrive. */
+  onBytes?: (n: number) => void;
+  /** For messages: which image the blob belongs to. */
+  context?: string;
+}
+
+export type LinkMode = 'hardlink' | 'copy';
+
+export class ContentStore {
+  readonly dir: string;
+  private readonly inflight = new Map<string, Promise<boolean>>();
+  private tmpCounter = 0;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+  }
+
+  /** Path of the verified file for a digest. Throws on anything but a well-formed digest. */
+  pathFor(digest: string): string {
+    assertSafeDigest(digest, 'content store');
+    const [algorithm, hex] = digest.split(':') as [string, string];
+    return path.join(this.dir, 'blobs', algorithm, hex);
+  }
+
+  /** Is the content present with the expected size (when given)? */
+  async has(digest: string, size?: number): Promise<boolean> {
+    try {
+      const st = await stat(this.pathFor(digest));
+      return st.isFile() && (size === undefined || st.size === size);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Reads a small stored document (a manifest), or undefined when absent. */
+  async read(digest: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(this.pathFor(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** Stores bytes already in memory (manifests) after checking them against `digest`. */
+  async putBytes(digest: string, bytes: Buffer, context = 'manifest'): Promise<void> {
+    const actual = sha256(bytes);
+    if (actual !== digest) {
+      throw new IntegrityError(`${context}: content does not match its digest (expected ${digest}, got ${actual})`);
+    }
+    if (await this.has(digest, bytes.length)) return;
+    const dest = this.pathFor(digest);
+    const tmp = await this.tempPath(dest);
+    try {
+      await writeFile(tmp, bytes);
+      await rename(tmp, dest);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Makes sure the blob is in the store, fetching it at most once per store even when many
+   * images ask for it at the same time. Returns true when bytes were downloaded.
+   */
+  ensureBlob(digest: string, size: number, open: BlobOpener, options: FetchBlobOptions = {}): Promise<boolean> {
+    const pending = this.inflight.get(digest);
+    if (pending) return pending.then(() => false);
+    const p = (async () => {
+      if (await this.has(digest, size)) return false;
+      await this.download(digest, size, open, options);
+      return true;
+    })();
+    this.inflight.set(digest, p);
+    // A failed download may be retried later in the same build; a success stays memoized.
+    p.catch(() => this.inflight.delete(digest));
+    return p;
+  }
+
+  private async download(digest: string, size: number, open: BlobOpener, options: FetchBlobOptions): Promise<void> {
+    const dest = this.pathFor(digest);
+    const tmp = await this.tempPath(dest);
+    const retries = options.retries ?? 3;
+    const what = `${options.context ? options.context + ': ' : ''}blob ${digest}`;
+    // `written` counts bytes that are both in the file and in the hash, so a resume
+    // (Range: bytes=written-) continues exactly where the verified prefix ends.
+    let hash = createHash('sha256');
+    let written = 0;
+    let lastError: unknown;
+    const fh = await openFile(tmp, 'w+');
+    try {
+      for (let attempt = 0; attempt <= retries; attempt++) {
+        if (attempt > 0) await delay((options.retryDelayMs ?? 500) * 2 ** (attempt - 1));
+        // The transport already retried opening; a failure here is final.
+        const opened = await open(written);
+        if (opened.contentEncoding && opened.contentEncoding !== 'identity') {
+          opened.body.destroy();
+          throw new IntegrityError(
+            `${what}: the upstream sent it with Content-Encoding "${opened.contentEncoding}"; a blob's bytes must be sent as they are`,
+          );
+        }
+        if (written > 0 && opened.status !== 206) {
+          // The server ignored our Range request: start over from byte 0.
+          hash = createHash('sha256');
+          written = 0;
+          await fh.truncate(0);
+        }
+        const sink = new Writable({
+          write: (chunk: Buffer, _enc, cb) => {
+            if (written + chunk.length > size) {
+              cb(new IntegrityError(`${what}: the upstream sent more than the ${size} bytes its descriptor declares`));
+              return;
+            }
+            fh.write(chunk, 0, chunk.length, written).then(() => {
+              hash.update(chunk);
+              written += chunk.length;
+              options.onBytes?.(chunk.length);
+              cb();
+            }, cb);
+          },
+        });
+        try {
+          await pipeline(opened.body, sink);
+        } catch (err) {
+          if (err instanceof IntegrityError) throw err;
+          lastError = err;
+          continue;
+        }
+        if (written < size) {
+          lastError = new IntegrityError(`${what}: the upstream ended the body after ${written} of ${size} bytes`);
+          continue;
+        }
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (actual !== digest) {
+          throw new IntegrityError(`${what}: downloaded bytes hash to ${actual}; refusing to store them`);
+        }
+        await fh.sync();
+        await fh.close();
+        await rename(tmp, dest);
+        return;
+      }
+      throw new RegistrishError(`${what}: download failed after ${retries + 1} attempts: ${errorText(lastError)}`, {
+        cause: lastError,
+      });
+    } finally {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+    }
+  }
+
+  /**
+   * Puts a stored file at `dest` without a second copy of the bytes where the filesystem allows:
+   * a hardlink, else a copy-on-write clone, else a plain copy.
+   */
+  async linkInto(digest: string, dest: string, mode: LinkMode = 'hardlink'): Promise<void> {
+    const src = this.pathFor(digest);
+    await mkdir(path.dirname(dest), { recursive: true });
+    if (mode === 'hardlink') {
+      try {
+        await link(src, dest);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') {
+          await unlink(dest);
+          return this.linkInto(digest, dest, mode);
+        }
+        // EXDEV (cache on another filesystem), EPERM/ENOTSUP (no hardlinks): fall through to a copy.
+      }
+    }
+    await copyFile(src, dest, fsConstants.COPYFILE_FICLONE);
+  }
+
+  private async tempPath(dest: string): Promise<string> {
+    const dir = path.join(this.dir, 'tmp');
+    await mkdir(dir, { recursive: true });
+    await mkdir(path.dirname(dest), { recursive: true });
+    return path.join(dir, `${path.basename(dest)}.${process.pid}.${++this.tmpCounter}.${randomBytes(4).toString('hex')}`);
+  }
+}
+
+export function sha256(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,165 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ContentStore, sha256, type BlobOpener } from '../src/store.ts';
+
+// The store is the last line of defence: whatever a source sends, only bytes that hash to
+// their name are ever kept. These cases feed it bodies a real server cannot be made to send on demand.
+
+let dir: string;
+let store: ContentStore;
+const data = Buffer.from('x'.repeat(100_000) + 'the end');
+const digest = sha256(data);
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'rsh-store-'));
+  store = new ContentStore(path.join(dir, 'cache'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A body that fails with ECONNRESET after `cut` bytes. */
+function brokenBody(bytes: Buffer, cut: number): Readable {
+  let sent = false;
+  return new Readable({
+    read() {
+      if (!sent) {
+        sent = true;
+        this.push(bytes.subarray(0, cut));
+      } else {
+        this.destroy(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+      }
+    },
+  });
+}
+
+async function storedFiles(): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out.push(p);
+    }
+  };
+  await walk(store.dir);
+  return out;
+}
+
+/** Every file in the store hashes to its name, and nothing is left in tmp/. */
+async function assertStoreSound(): Promise<void> {
+  for (const f of await storedFiles()) {
+    expect(path.relative(store.dir, f).startsWith('tmp'), `temp file left: ${f}`).toBe(false);
+    const hex = createHash('sha256').update(await readFile(f)).digest('hex');
+    expect(path.basename(f)).toBe(hex);
+  }
+}
+
+describe('ContentStore', () => {
+  it('stores a blob under its digest and skips it next time', async () => {
+    let opens = 0;
+    const open: BlobOpener = async () => {
+      opens++;
+      return { status: 200, body: Readable.from([data]) };
+    };
+    expect(await store.ensureBlob(digest, data.length, open)).toBe(true);
+    expect(await new ContentStore(store.dir).ensureBlob(digest, data.length, open)).toBe(false);
+    expect(opens).toBe(1);
+    expect(await readFile(store.pathFor(digest))).toEqual(data);
+    await assertStoreSound();
+  });
+
+  it('downloads a blob once when many images ask at the same time', async () => {
+    let opens = 0;
+    const open: BlobOpener = async () => {
+      opens++;
+      await new Promise((r) => setTimeout(r, 20));
+      return { status: 200, body: Readable.from([data]) };
+    };
+    const results = await Promise.all([1, 2, 3, 4].map(() => store.ensureBlob(digest, data.length, open)));
+    expect(opens).toBe(1);
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('resumes with a Range request after a connection reset', async () => {
+    const offsets: number[] = [];
+    const open: BlobOpener = async (offset) => {
+      offsets.push(offset);
+      if (offsets.length === 1) return { status: 200, body: brokenBody(data, 40_000) };
+      return { status: 206, body: Readable.from([data.subarray(offset)]) };
+    };
+    await store.ensureBlob(digest, data.length, open, { retryDelayMs: 1 });
+    expect(offsets).toEqual([0, 40_000]);
+    expect(await readFile(store.pathFor(digest))).toEqual(data);
+    await assertStoreSound();
+  });
+
+  it('starts over when the server ignores Range and answers 200', async () => {
+    const offsets: number[] = [];
+    const open: BlobOpener = async (offset) => {
+      offsets.push(offset);
+      if (offsets.length === 1) return { status: 200, body: brokenBody(data, 30_000) };
+      return { status: 200, body: Readable.from([data]) };
+    };
+    await store.ensureBlob(digest, data.length, open, { retryDelayMs: 1 });
+    expect(offsets).toEqual([0, 30_000]);
+    expect(await readFile(store.pathFor(digest))).toEqual(data);
+  });
+
+  it('retries a body shorter than the descriptor, then gives up with a clear message', async () => {
+    const open: BlobOpener = async () => ({ status: 200, body: Readable.from([data.subarray(0, 10)]) });
+    await expect(store.ensureBlob(digest, data.length, open, { retries: 2, retryDelayMs: 1, context: 'images[0] (x)' })).rejects.toThrow(
+      /images\[0\] \(x\): blob sha256:[0-9a-f]{64}: download failed after 3 attempts: .*ended the body after 10 of 100007 bytes/,
+    );
+    expect(await store.has(digest)).toBe(false);
+    await assertStoreSound();
+  });
+
+  it('refuses corrupted bytes and keeps nothing', async () => {
+    const bad = Buffer.from(data);
+    bad[5] = 0x79;
+    const open: BlobOpener = async () => ({ status: 200, body: Readable.from([bad]) });
+    await expect(store.ensureBlob(digest, data.length, open)).rejects.toThrow(/hash to sha256:[0-9a-f]{64}; refusing/);
+    expect(await storedFiles()).toEqual([]);
+  });
+
+  it('refuses a body longer than the descriptor size', async () => {
+    const open: BlobOpener = async () => ({ status: 200, body: Readable.from([data, Buffer.from('extra')]) });
+    await expect(store.ensureBlob(digest, data.length, open)).rejects.toThrow(/more than the 100007 bytes/);
+    expect(await storedFiles()).toEqual([]);
+  });
+
+  it('refuses a Content-Encoding other than identity', async () => {
+    const open: BlobOpener = async () => ({ status: 200, body: Readable.from([data]), contentEncoding: 'gzip' });
+    await expect(store.ensureBlob(digest, data.length, open)).rejects.toThrow(/Content-Encoding "gzip"/);
+  });
+
+  it('checks manifests against their digest before keeping them', async () => {
+    const m = Buffer.from('{"schemaVersion":2}');
+    await expect(store.putBytes(sha256(Buffer.from('other')), m)).rejects.toThrow(/does not match its digest/);
+    await store.putBytes(sha256(m), m);
+    expect(await store.read(sha256(m))).toEqual(m);
+  });
+
+  it('never builds a path from a malformed digest', () => {
+    for (const bad of ['sha256:../../etc/passwd', 'sha256:ABC', '', '/etc/passwd', `sha256:${'a'.repeat(63)}`]) {
+      expect(() => store.pathFor(bad), bad).toThrow();
+    }
+  });
+
+  it('links into the output without a second copy, and copies when asked', async () => {
+    await store.putBytes(digest, data);
+    const linked = path.join(dir, 'out', 'a', 'blob');
+    await store.linkInto(digest, linked);
+    expect((await stat(linked)).ino).toBe((await stat(store.pathFor(digest))).ino);
+    await store.linkInto(digest, linked); // again: replaces, no EEXIST
+    const copied = path.join(dir, 'out', 'b', 'blob');
+    await store.linkInto(digest, copied, 'copy');
+    expect((await stat(copied)).ino).not.toBe((await stat(store.pathFor(digest))).ino);
+    expect(await readFile(copied)).toEqual(data);
+  });
+});
