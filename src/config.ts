@@ -116,13 +116,13 @@ export function parseConfigText(text: string, file: string, opts: ConfigOptions 
     });
   }
   checkKeys(data, CONFIG_KEYS, '', report);
-  if ('$schema' in data && typeof data.$schema !== 'string') {
+  if (Object.hasOwn(data, '$schema') && typeof data.$schema !== 'string') {
     report('$schema', `expected a string (the path or URL of images.schema.json), got ${describeType(data.$schema)}`);
   }
 
   // Insecure registries first: every registry source's `insecure` depends on them.
   const insecureRegistries: string[] = [];
-  if ('insecureRegistries' in data) {
+  if (Object.hasOwn(data, 'insecureRegistries')) {
     const list = data.insecureRegistries;
     if (!Array.isArray(list)) {
       report('insecureRegistries', `expected an array of host[:port] strings, e.g. ["registry.lan:5000"], got ${describeType(list)}`);
@@ -143,7 +143,7 @@ export function parseConfigText(text: string, file: string, opts: ConfigOptions 
   const insecure = new Set(insecureRegistries.map((h) => h.toLowerCase()));
 
   const entries: ParsedEntry[] = [];
-  if (!('images' in data)) {
+  if (!(Object.hasOwn(data, 'images'))) {
     report('', 'missing "images": list the images to publish, e.g. "images": ["alpine:3.20"]');
   } else if (!Array.isArray(data.images)) {
     report('images', `expected an array of images, e.g. ["alpine:3.20"], got ${describeType(data.images)}`);
@@ -248,7 +248,7 @@ function parseEntry(
   let source: SourceRef | undefined;
   let defaultName: string | undefined;
   let defaultNameFrom = '';
-  if (!('source' in obj)) {
+  if (!(Object.hasOwn(obj, 'source'))) {
     report(at, 'missing "source": the image to publish, e.g. "source": "alpine:3.20"');
     ok = false;
   } else if (typeof obj.source !== 'string') {
@@ -288,7 +288,7 @@ function parseEntry(
   }
 
   let name: string | undefined;
-  if ('name' in obj) {
+  if (Object.hasOwn(obj, 'name')) {
     if (typeof obj.name !== 'string') {
       report(`${at}.name`, `expected a string (the repository name on your registry, e.g. "tools/app"), got ${describeType(obj.name)}`);
       ok = false;
@@ -316,8 +316,8 @@ function parseEntry(
   }
 
   let tags: string[] | undefined;
-  if ('tags' in obj) {
-    tags = parseStringList(obj.tags, `${at}.tags`, 'tags, e.g. ["1.0", "latest"]', report, (tag, seen) => {
+  if (Object.hasOwn(obj, 'tags')) {
+    tags = parseStringList(obj.tags, `${at}.tags`, 'tags, e.g. ["1.0", "latest"]', report, (tag, _j, seen) => {
       const problem = tagProblem(tag);
       if (problem) {
         // The grammar alone explains a short printable tag; say more when the problem is invisible.
@@ -339,15 +339,15 @@ function parseEntry(
   }
 
   let platforms: PlatformFilter[] | undefined;
-  if ('platforms' in obj) {
+  if (Object.hasOwn(obj, 'platforms')) {
     const keys = new Map<string, number>();
-    const list = parseStringList(obj.platforms, `${at}.platforms`, 'platforms, e.g. ["linux/amd64", "linux/arm64"]', report, (p, seen) => {
+    const list = parseStringList(obj.platforms, `${at}.platforms`, 'platforms, e.g. ["linux/amd64", "linux/arm64"]', report, (p, j) => {
       const problem = platformProblem(p);
       if (problem) return `${quote(p)} is not a valid platform: ${problem} (${PLATFORM_ALLOWED})`;
       const key = platformKey(parsePlatform(p));
       const same = keys.get(key);
       if (same !== undefined) return `${quote(p)} is the same platform as platforms[${same}]`;
-      keys.set(key, seen.size);
+      keys.set(key, j);
       return undefined;
     });
     if (list) platforms = list.map(parsePlatform);
@@ -361,15 +361,15 @@ function parseEntry(
 }
 
 /**
- * Validates a non-empty array of strings, reporting each bad element; `check` gets the element
- * and the earlier good elements (value → position). Returns undefined if anything was wrong.
+ * Validates a non-empty array of strings, reporting each bad element; `check` gets the element,
+ * its position and the earlier good elements (value → position). Undefined if anything was wrong.
  */
 function parseStringList(
   value: unknown,
   at: string,
   what: string,
   report: Report,
-  check: (item: string, seen: Map<string, number>) => string | undefined,
+  check: (item: string, index: number, seen: Map<string, number>) => string | undefined,
 ): string[] | undefined {
   if (!Array.isArray(value)) {
     const example = typeof value === 'string' ? ` — write [${quote(value)}]` : '';
@@ -389,7 +389,7 @@ function parseStringList(
       ok = false;
       return;
     }
-    const problem = check(item, seen);
+    const problem = check(item, j, seen);
     if (problem) {
       report(where, problem);
       ok = false;

@@ -61,9 +61,12 @@ function isSchema1Type(mediaType: string | undefined): boolean {
 }
 
 function schema1Error(): RegistrishError {
-  return new RegistrishError('this image uses Docker image manifest schema 1, which registrish does not support', {
-    hint: 'Schema 1 is deprecated and pull clients refuse it; pull the image and push it again with a current docker, podman, skopeo or crane to get a schema 2 / OCI manifest.',
-  });
+  return new RegistrishError(
+    'this image uses Docker image manifest schema 1, which registrish does not support; push the image again with a current client',
+    {
+      hint: 'Schema 1 is deprecated and current pull clients refuse it: pull the image and push it again with a current docker, podman, skopeo or crane to get a schema 2 / OCI manifest.',
+    },
+  );
 }
 
 /**

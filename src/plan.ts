@@ -69,7 +69,8 @@ interface ParsedManifest {
 
 export async function planImages(specs: ImageSpec[], options: PlanOptions): Promise<Plan> {
   const plan: Plan = { repos: new Map(), images: [], blobs: new Map(), skippedBlobs: [] };
-  const reports = await mapLimit(specs, options.concurrency ?? 4, (spec) => planImage(spec, plan, options));
+  const resolvedTags = new Map<string, Promise<TopManifest>>();
+  const reports = await mapLimit(specs, options.concurrency ?? 4, (spec) => planImage(spec, plan, options, resolvedTags));
   plan.images = reports;
   return plan;
 }
@@ -78,7 +79,18 @@ function describe(spec: ImageSpec): string {
   return `images[${spec.index}] (${spec.source.original} → ${spec.name})`;
 }
 
-async function planImage(spec: ImageSpec, plan: Plan, options: PlanOptions): Promise<ImageReport> {
+interface TopManifest {
+  digest: string;
+  bytes: Buffer;
+  mediaType?: string;
+}
+
+async function planImage(
+  spec: ImageSpec,
+  plan: Plan,
+  options: PlanOptions,
+  resolvedTags: Map<string, Promise<TopManifest>>,
+): Promise<ImageReport> {
   const { store } = options;
   const source = options.sourceFor(spec);
   const context = describe(spec);
@@ -104,26 +116,35 @@ async function planImage(spec: ImageSpec, plan: Plan, options: PlanOptions): Pro
     return { bytes: got.bytes, mediaType: mediaTypeHint ?? got.mediaType };
   };
 
-  // 1. The top-level manifest: by digest when pinned, else where the tag points now.
-  let top: { digest: string; bytes: Buffer; mediaType?: string };
+  // 1. The top-level manifest: by digest when pinned, else where the tag points now. Entries that
+  //    share a source tag (a rename, a platform-filtered copy) resolve it once per build.
+  let top: TopManifest;
   const src = spec.source;
   if (src.digest) {
     top = { digest: src.digest, ...(await manifestByDigest(src.digest)) };
   } else {
     const tag = src.tag ?? 'latest';
-    const head = await source.resolveTag(tag);
-    if (head && (await store.has(head.digest))) {
-      top = { digest: head.digest, ...(await manifestByDigest(head.digest, undefined, head.mediaType)) };
-    } else if (head && src.kind === 'oci-layout') {
-      top = { digest: head.digest, ...(await manifestByDigest(head.digest, head.size, head.mediaType)) };
-    } else {
-      // Fetch by tag and name the content by its own hash: a HEAD's digest header is never trusted.
-      const got = await source.fetchManifest(tag);
-      report.manifestsFetched++;
-      const digest = sha256(got.bytes);
-      await store.putBytes(digest, got.bytes, `${context}: manifest for tag ${tag}`);
-      top = { digest, bytes: got.bytes, mediaType: got.mediaType ?? head?.mediaType };
+    const key = `${source.label}:${tag}`;
+    let resolving = resolvedTags.get(key);
+    if (!resolving) {
+      resolving = (async () => {
+        const head = await source.resolveTag(tag);
+        if (head && (await store.has(head.digest))) {
+          return { digest: head.digest, ...(await manifestByDigest(head.digest, undefined, head.mediaType)) };
+        }
+        if (head && src.kind === 'oci-layout') {
+          return { digest: head.digest, ...(await manifestByDigest(head.digest, head.size, head.mediaType)) };
+        }
+        // Fetch by tag and name the content by its own hash: a HEAD's digest header is never trusted.
+        const got = await source.fetchManifest(tag);
+        report.manifestsFetched++;
+        const digest = sha256(got.bytes);
+        await store.putBytes(digest, got.bytes, `${context}: manifest for tag ${tag}`);
+        return { digest, bytes: got.bytes, mediaType: got.mediaType ?? head?.mediaType };
+      })();
+      resolvedTags.set(key, resolving);
     }
+    top = await resolving;
   }
 
   // 2. Walk the tree: an index's children (filtered at the top level), each image's config and layers.

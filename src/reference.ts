@@ -62,7 +62,8 @@ const platformPartRe = /^[a-z0-9][a-z0-9._-]*$/;
 /** JSON-quotes a value for a message: control characters become visible, long values are cut. */
 export function quote(value: unknown): string {
   if (typeof value !== 'string') return String(JSON.stringify(value));
-  if (value.length > 80) return `${JSON.stringify(value.slice(0, 60))}… (${value.length} characters)`;
+  // Long enough for any digest (sha512 is 135 characters); hostile 10k-character names are cut.
+  if (value.length > 140) return `${JSON.stringify(value.slice(0, 100))}… (${value.length} characters)`;
   return JSON.stringify(value);
 }
 

@@ -202,18 +202,21 @@ export class RegistryClient {
   ): Promise<TransportResponse> {
     const authorization = await this.auth.authorize(o.scope, o.signal);
     let res = await this.transport.request(url, { method, headers: { ...o.headers, authorization }, signal: o.signal });
-    if (res.status !== 401) return res;
+    // A 401 from elsewhere (a redirect target) is not this registry's challenge: leave it to the caller.
+    if (res.status !== 401 || new URL(res.url).origin !== new URL(url).origin) return res;
 
     const challenge = res.headers['www-authenticate'];
+    // The registry's reason (e.g. "UNAUTHORIZED: authentication required") for the error below.
+    let detail = method === 'HEAD' ? undefined : await readErrorDetail(res);
     await discard(res.body);
     const retryWith = await this.auth.onUnauthorized(challenge, o.scope, authorization, o.signal);
     if (retryWith !== undefined) {
       res = await this.transport.request(url, { method, headers: { ...o.headers, authorization: retryWith }, signal: o.signal });
       if (res.status !== 401) return res;
+      if (method !== 'HEAD') detail = (await readErrorDetail(res)) ?? detail;
+      await discard(res.body);
     }
     if (o.allowUnauthorized) return res;
-    const detail = method === 'HEAD' ? undefined : await readErrorDetail(res);
-    await discard(res.body);
     throw this.unauthorized(method, url, o.what, detail);
   }
 

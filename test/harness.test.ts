@@ -15,7 +15,7 @@ import {
   type Dockerd,
 } from './harness/clients.ts';
 import { fixtureData, makeTar, MT, seedUpstream, sha256, tagManifest, type Fixtures } from './harness/images.ts';
-import { freePort, makeTempDir, removeDir, run, spawnDaemon, waitFor } from './harness/procs.ts';
+import { freePort, hasCommand, makeTempDir, removeDir, run, spawnDaemon, waitFor } from './harness/procs.ts';
 import { fetchToken, fetchWithAuth, parseChallenge, startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 
 const HOOK = 120_000;
@@ -47,6 +47,11 @@ const plat = (ref: string, platform: string) => {
 };
 
 beforeAll(async () => {
+  const missing = ['docker-registry', 'htpasswd', 'openssl', 'skopeo', 'podman', 'containerd', 'ctr', 'dockerd', 'docker', 'tar'].filter(
+    (c) => !hasCommand(c) && !hasCommand(`/usr/sbin/${c}`),
+  );
+  if (missing.length) throw new Error(`missing ${missing.join(', ')}: run (as root) bash scripts/install-test-deps.sh`);
+  if (process.getuid?.() !== 0) throw new Error('the real-client harness needs root (containerd, dockerd, podman storage)');
   storage = makeTempDir('rsh-st-');
   plain = await timed('registry start (no auth)', () => startRegistry({ storageDir: storage }));
   fx = await timed('seedUpstream', () => seedUpstream(plain.url));

@@ -156,7 +156,7 @@ describe('parseReference', () => {
     expect(error).toBeInstanceOf(RegistrishError);
     const message = (error as Error).message;
     // The message quotes the input (JSON-escaped, so NULs and newlines are visible) and says what is wrong.
-    expect(message.startsWith(`${JSON.stringify(input.length > 80 ? input.slice(0, 60) : input)}`)).toBe(true);
+    expect(message.startsWith(`${JSON.stringify(input.length > 140 ? input.slice(0, 100) : input)}`)).toBe(true);
     expect(message).toMatch(/ is not a valid image reference: \S/);
   });
 

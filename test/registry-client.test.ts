@@ -3,7 +3,17 @@ import { MockAgent } from 'undici';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Credential } from '../src/credentials.ts';
 import { HttpError, NotFoundError, RegistrishError } from '../src/errors.ts';
-import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '../src/media-types.ts';
+import {
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  isIndexType,
+  isKnownManifestType,
+  isManifestType,
+  MANIFEST_ACCEPT,
+  manifestMediaType,
+  OCI_INDEX,
+  OCI_MANIFEST,
+} from '../src/media-types.ts';
 import { clearSecrets } from '../src/redact.ts';
 import { RegistryClient } from '../src/registry-client.ts';
 import { parseRetryAfter, Transport } from '../src/transport.ts';
@@ -56,7 +66,7 @@ function client(extra: { credential?: Credential; maxRetries?: number; now?: () 
 function route(
   origin: string,
   path: string | RegExp,
-  respond: (n: number, req: Seen) => { status: number; body?: string | Buffer; headers?: Record<string, string | string[]> },
+  respond: (n: number, req: Seen) => { status: number; body?: string | Buffer; headers?: Record<string, string | string[] | undefined> },
   method = 'GET',
 ): Seen[] {
   const seen: Seen[] = [];
@@ -67,7 +77,8 @@ function route(
       const s: Seen = { method: req.method, path: req.path, headers: { ...(req.headers as Headers) } };
       seen.push(s);
       const r = respond(seen.length - 1, s);
-      return { statusCode: r.status, data: r.body ?? '', responseOptions: { headers: r.headers ?? {} } };
+      const headers = Object.fromEntries(Object.entries(r.headers ?? {}).filter(([, v]) => v !== undefined)) as Record<string, string | string[]>;
+      return { statusCode: r.status, data: r.body ?? '', responseOptions: { headers } };
     })
     .persist();
   return seen;
@@ -155,7 +166,8 @@ describe('manifests', () => {
     route(ORIGIN, '/v2/a/manifests/v1', () => ({ status: 200, body: s1, headers: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' } }));
     const err = (await caught(client().getManifest('a', 'v1'))) as RegistrishError;
     expect(err.message).toMatch(/schema 1/);
-    expect(err.hint).toMatch(/push the image again/);
+    expect(err.message).toMatch(/push the image again/);
+    expect(err.hint).toMatch(/push it again/);
   });
 
   test('larger than maxBytes: refused by Content-Length, and while reading', async () => {
@@ -476,4 +488,35 @@ test('ping: 200, or 401 when we cannot authenticate', async () => {
   mock.disableNetConnect();
   route(ORIGIN, '/v2/', () => ({ status: 401, headers: { 'www-authenticate': 'Basic realm="r"' } }));
   expect(await client().ping()).toBe(401);
+});
+
+describe('media types', () => {
+  test('MANIFEST_ACCEPT lists all four manifest types', () => {
+    expect(MANIFEST_ACCEPT.split(', ').sort()).toEqual([DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST].sort());
+  });
+
+  test('predicates strip parameters', () => {
+    expect(isIndexType(`${DOCKER_MANIFEST_LIST}; charset=utf-8`)).toBe(true);
+    expect(isIndexType(OCI_MANIFEST)).toBe(false);
+    expect(isManifestType(` ${OCI_MANIFEST} `)).toBe(true);
+    expect(isManifestType(OCI_INDEX)).toBe(false);
+    expect(isKnownManifestType('application/json')).toBe(false);
+    expect(isKnownManifestType(undefined)).toBe(false);
+  });
+
+  test.each<[string, string | object, string | undefined, string]>([
+    ['own field wins', { mediaType: DOCKER_MANIFEST, config: {}, layers: [] }, OCI_MANIFEST, DOCKER_MANIFEST],
+    ['fallback when absent', { schemaVersion: 2, manifests: [] }, `${DOCKER_MANIFEST_LIST}; charset=utf-8`, DOCKER_MANIFEST_LIST],
+    ['generic fallback ignored, index by shape', '{"schemaVersion":2,"manifests":[]}', 'application/json', OCI_INDEX],
+    ['manifest by shape', { schemaVersion: 2, config: { digest: 'x' }, layers: [] }, undefined, OCI_MANIFEST],
+  ])('manifestMediaType: %s', (_n, doc, fallback, expected) => {
+    expect(manifestMediaType(typeof doc === 'string' ? Buffer.from(doc) : doc, fallback)).toBe(expected);
+  });
+
+  test('manifestMediaType refuses schema 1, non-JSON and shapeless documents', () => {
+    expect(() => manifestMediaType({ schemaVersion: 1, fsLayers: [] })).toThrow(/schema 1/);
+    expect(() => manifestMediaType({ schemaVersion: 2 }, 'application/vnd.docker.distribution.manifest.v1+prettyjws')).toThrow(/schema 1/);
+    expect(() => manifestMediaType(Buffer.from('nope'))).toThrow(/not valid JSON/);
+    expect(() => manifestMediaType({ schemaVersion: 2 })).toThrow(/cannot tell the media type/);
+  });
 });

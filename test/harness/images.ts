@@ -284,7 +284,7 @@ export async function pushBlob(registryUrl: string, name: string, bytes: Buffer,
   u.searchParams.set('digest', digest);
   const put = await fetch(u, {
     method: 'PUT',
-    headers: { ...headers, 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) },
+    headers: { ...headers, 'Content-Type': 'application/octet-stream' },
     body: new Uint8Array(bytes),
   });
   await expectStatus(put, [201], `PUT ${name} blob ${digest}`);
