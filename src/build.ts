@@ -1,6 +1,6 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { loadConfig } from './config.ts';
 import { loadCredentials } from './credentials.ts';
 import { RegistrishError } from './errors.ts';
@@ -10,6 +10,7 @@ import { describePaths, writeRegistryTree } from './output.ts';
 import { fetchBlobs, planImages, type ImageReport } from './plan.ts';
 import { redact } from './redact.ts';
 import { RegistryClient } from './registry-client.ts';
+import { createAgent } from './transport.ts';
 import { RegistrySource } from './registry-source.ts';
 import type { ImageSource } from './source.ts';
 import { ContentStore, type LinkMode } from './store.ts';
@@ -72,7 +73,7 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
   });
   const store = new ContentStore(options.cacheDir);
   await cleanTemp(store.dir);
-  const ownDispatcher = options.dispatcher ? undefined : new Agent({ connections: 8, keepAliveTimeout: 10_000 });
+  const ownDispatcher = options.dispatcher ? undefined : createAgent();
   const dispatcher = options.dispatcher ?? ownDispatcher!;
   const credentials = loadCredentials({ env: options.env ?? process.env });
   const clients = new Map<string, RegistryClient>();
@@ -120,7 +121,8 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
 
     const repos = [...plan.repos.values()];
     const summary: BuildSummary = {
-      images: config.images.length,
+      // An entry with several tags and no tag in its source is planned as one image per tag.
+      images: new Set(config.images.map((i) => i.index)).size,
       tags: repos.reduce((n, r) => n + r.tags.size, 0),
       repositories: repos.length,
       manifests: new Set(repos.flatMap((r) => [...r.manifests.keys()])).size,

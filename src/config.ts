@@ -143,7 +143,7 @@ export function parseConfigText(text: string, file: string, opts: ConfigOptions 
   const insecure = new Set(insecureRegistries.map((h) => h.toLowerCase()));
 
   const entries: ParsedEntry[] = [];
-  if (!(Object.hasOwn(data, 'images'))) {
+  if (!Object.hasOwn(data, 'images')) {
     report('', 'missing "images": list the images to publish, e.g. "images": ["alpine:3.20"]');
   } else if (!Array.isArray(data.images)) {
     report('images', `expected an array of images, e.g. ["alpine:3.20"], got ${describeType(data.images)}`);
@@ -248,7 +248,7 @@ function parseEntry(
   let source: SourceRef | undefined;
   let defaultName: string | undefined;
   let defaultNameFrom = '';
-  if (!(Object.hasOwn(obj, 'source'))) {
+  if (!Object.hasOwn(obj, 'source')) {
     report(at, 'missing "source": the image to publish, e.g. "source": "alpine:3.20"');
     ok = false;
   } else if (typeof obj.source !== 'string') {

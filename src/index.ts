@@ -100,7 +100,7 @@ export default function registrish(eleventyConfig: EleventyConfigLike, userOptio
     const imagesFile = path.resolve(options.images);
     const key = await fileKey(imagesFile);
     if (event.runMode !== 'build' && lastBuilt?.key === key && lastBuilt.outputDir === outputDir && (await exists(path.join(outputDir, 'v2')))) {
-      logger.info('images.json unchanged: registry kept as built');
+      logger.info(`${path.basename(imagesFile)} unchanged: registry kept as built`);
       return;
     }
     let summary: BuildSummary;

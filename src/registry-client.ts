@@ -87,6 +87,11 @@ export class RegistryClient {
     });
   }
 
+  /** Closes the connection pool if this client created it (no `dispatcher` given); a shared one is left alone. */
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
   /** `GET /v2/`: the API version check. Resolves to the final status (200, or 401 if we could not authenticate). */
   async ping(signal?: AbortSignal): Promise<number> {
     const url = this.base;
