@@ -7,7 +7,7 @@ import { RegistrishError } from './errors.ts';
 import { HOST_WRITERS } from './hosts.ts';
 import { OciLayoutSource } from './oci-layout.ts';
 import { describePaths, writeRegistryTree } from './output.ts';
-import { fetchBlobs, planImages, type ImageReport } from './plan.ts';
+import { fetchBlobs, planImages, type FetchStats, type ImageReport, type Plan } from './plan.ts';
 import { redact } from './redact.ts';
 import { RegistryClient } from './registry-client.ts';
 import { createAgent } from './transport.ts';
@@ -106,7 +106,6 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
       store,
       sourceFor,
       concurrency: options.imageConcurrency,
-      onImage: (r) => logger.info(imageLine(r)),
     });
     const paths = describePaths(plan);
     // Host limits are checked before anything in the output is replaced.
@@ -115,7 +114,19 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
     const errors = problems.flatMap((p) => p.errors.map((e) => `${p.w.name}: ${e}`));
     if (errors.length) throw new RegistrishError(`the registry cannot be served as planned:\n  ${errors.join('\n  ')}`);
 
-    const stats = await fetchBlobs(plan, store, { concurrency: options.blobConcurrency });
+    const total = [...plan.blobs.values()].reduce((n, b) => n + b.size, 0);
+    let received = 0;
+    // Large mirrors take minutes: say how far along the downloads are, every 10 seconds.
+    const heartbeat = setInterval(() => {
+      if (received > 0) logger.info(`downloading: ${formatBytes(received)} fetched (${formatBytes(total)} referenced)`);
+    }, 10_000);
+    let stats: FetchStats;
+    try {
+      stats = await fetchBlobs(plan, store, { concurrency: options.blobConcurrency, onBytes: (n) => (received += n) });
+    } finally {
+      clearInterval(heartbeat);
+    }
+    for (const r of plan.images) logger.info(imageLine(r, plan, stats));
     await writeRegistryTree(plan, store, options.outputDir, { linkMode: options.linkMode });
     for (const w of writers) for (const warning of await w.write(options.outputDir, paths)) logger.warn(`${w.name}: ${warning}`);
 
@@ -148,11 +159,25 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
   }
 }
 
-function imageLine(r: ImageReport): string {
+function imageLine(r: ImageReport, plan: Plan, stats: FetchStats): string {
   const tags = r.spec.tags.join(', ');
   const platforms = r.platforms.length ? ` [${r.platforms.join(', ')}]` : '';
   const filtered = r.filteredFrom ? ` (filtered from ${r.filteredFrom.slice(0, 19)}…)` : '';
-  return `${r.spec.source.original} → ${r.spec.name}:{${tags}} ${r.digest.slice(0, 19)}…${filtered}${platforms}: manifests ${r.manifestsFetched} fetched, ${r.manifestsCached} cached`;
+  let fetched = 0;
+  let fetchedBytes = 0;
+  let cachedBytes = 0;
+  for (const d of r.blobs) {
+    const size = plan.blobs.get(d)?.size ?? 0;
+    if (stats.fetched.has(d)) {
+      fetched++;
+      fetchedBytes += size;
+    } else cachedBytes += size;
+  }
+  return (
+    `${r.spec.source.original} → ${r.spec.name}:{${tags}} ${r.digest.slice(0, 19)}…${filtered}${platforms}: ` +
+    `manifests ${r.manifestsFetched} fetched/${r.manifestsCached} cached, ` +
+    `blobs ${fetched} fetched (${formatBytes(fetchedBytes)})/${r.blobs.size - fetched} cached (${formatBytes(cachedBytes)})`
+  );
 }
 
 export function formatBytes(n: number): string {

@@ -41,6 +41,8 @@ export interface ImageReport {
   platforms: string[];
   manifestsFetched: number;
   manifestsCached: number;
+  /** Blobs this image references (config, layers, attestation blobs). */
+  blobs: Set<string>;
 }
 
 export interface Plan {
@@ -56,7 +58,6 @@ export interface PlanOptions {
   sourceFor: (spec: ImageSpec) => ImageSource;
   /** Images resolved at the same time. */
   concurrency?: number;
-  onImage?: (report: ImageReport) => void;
 }
 
 interface ParsedManifest {
@@ -94,7 +95,7 @@ async function planImage(
   const { store } = options;
   const source = options.sourceFor(spec);
   const context = describe(spec);
-  const report: ImageReport = { spec, digest: '', platforms: [], manifestsFetched: 0, manifestsCached: 0 };
+  const report: ImageReport = { spec, digest: '', platforms: [], manifestsFetched: 0, manifestsCached: 0, blobs: new Set() };
   const repo = repoFor(plan, spec.name);
 
   // Manifests are read through the store: fetched only when their digest is new, verified before kept.
@@ -206,6 +207,7 @@ async function planImage(
           continue;
         }
         repo.blobs.set(d.digest, d.size);
+        report.blobs.add(d.digest);
         if (!plan.blobs.has(d.digest)) plan.blobs.set(d.digest, { digest: d.digest, size: d.size, source, context });
       }
     }
@@ -222,7 +224,6 @@ async function planImage(
     }
     repo.tags.set(tag, published.digest);
   }
-  options.onImage?.(report);
   return report;
 }
 
@@ -268,6 +269,8 @@ export interface FetchStats {
   blobsCached: number;
   bytesFetched: number;
   bytesReused: number;
+  /** Digests downloaded by this build (the others came from the cache). */
+  fetched: Set<string>;
 }
 
 /** Downloads every blob the plan needs that the store lacks, each once, `concurrency` at a time. */
@@ -276,7 +279,7 @@ export async function fetchBlobs(
   store: ContentStore,
   options: { concurrency?: number; onBytes?: (n: number) => void } = {},
 ): Promise<FetchStats> {
-  const stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0 };
+  const stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0, fetched: new Set() };
   await mapLimit([...plan.blobs.values()], options.concurrency ?? 4, async (need) => {
     const downloaded = await store.ensureBlob(need.digest, need.size, (offset) => need.source.openBlob(need.digest, offset), {
       context: need.context,
@@ -285,8 +288,10 @@ export async function fetchBlobs(
         options.onBytes?.(n);
       },
     });
-    if (downloaded) stats.blobsFetched++;
-    else {
+    if (downloaded) {
+      stats.blobsFetched++;
+      stats.fetched.add(need.digest);
+    } else {
       stats.blobsCached++;
       stats.bytesReused += need.size;
     }

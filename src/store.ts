@@ -132,23 +132,27 @@ export class ContentStore {
           written = 0;
           await fh.truncate(0);
         }
+        // A write still under way when the body fails must land (or fail) before the next
+        // attempt reads `written`: keep hold of it.
+        let inFlight: Promise<void> = Promise.resolve();
         const sink = new Writable({
           write: (chunk: Buffer, _enc, cb) => {
             if (written + chunk.length > size) {
               cb(new IntegrityError(`${what}: the upstream sent more than the ${size} bytes its descriptor declares`));
               return;
             }
-            fh.write(chunk, 0, chunk.length, written).then(() => {
+            inFlight = fh.write(chunk, 0, chunk.length, written).then(() => {
               hash.update(chunk);
               written += chunk.length;
               options.onBytes?.(chunk.length);
-              cb();
-            }, cb);
+            });
+            inFlight.then(() => cb(), cb);
           },
         });
         try {
           await pipeline(opened.body, sink);
         } catch (err) {
+          await inFlight.catch(() => {});
           if (err instanceof IntegrityError) throw err;
           lastError = err;
           continue;
