@@ -1,3 +1,4 @@
+import { isLoopbackHost } from './reference.ts';
 import type { Credential } from './credentials.ts';
 import { HttpError, RegistrishError } from './errors.ts';
 import { addSecret, redactUrl } from './redact.ts';
@@ -344,7 +345,7 @@ export class Authenticator {
     }
     // Credentials travel to the realm: never in clear text across the network, unless the
     // realm is this very registry that the user already chose to reach over plain HTTP.
-    if (this.credential && url.protocol === 'http:' && !isLoopback(url.hostname) && !(this.insecure && url.host.toLowerCase() === this.apiHost)) {
+    if (this.credential && url.protocol === 'http:' && !isLoopbackHost(url.hostname) && !(this.insecure && url.host.toLowerCase() === this.apiHost)) {
       throw new RegistrishError(
         `${this.registry} sent a plain-HTTP token realm (${redactUrl(url)}); registrish will not send credentials there unencrypted`,
         { hint: 'Serve the token endpoint over HTTPS, or remove the credentials for this registry to pull anonymously.' },
@@ -358,7 +359,4 @@ function basicValue(cred: { username: string; password: string }): string {
   return Buffer.from(`${cred.username}:${cred.password}`).toString('base64');
 }
 
-export function isLoopback(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
+

@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import { loadConfig } from './config.ts';
 import { loadCredentials } from './credentials.ts';
 import { RegistrishError } from './errors.ts';
-import { HOST_WRITERS } from './hosts.ts';
+import { HOST_WRITERS, renderHosts } from './hosts.ts';
 import { OciLayoutSource } from './oci-layout.ts';
 import { describePaths, writeRegistryTree } from './output.ts';
 import { fetchBlobs, planImages, type FetchStats, type ImageReport, type Plan } from './plan.ts';
@@ -14,7 +14,7 @@ import { createAgent } from './transport.ts';
 import { RegistrySource } from './registry-source.ts';
 import type { ImageSource } from './source.ts';
 import { ContentStore, type LinkMode } from './store.ts';
-import type { ImageSpec } from './types.ts';
+import type { ImageSpec, PublishedPath } from './types.ts';
 
 // One build: images.json → plan (manifests through the cache) → blobs into the cache →
 // `v2/` tree in the output → host configuration. Everything the Eleventy plugin and the
@@ -60,6 +60,8 @@ export interface BuildSummary {
   filtered: Array<{ image: string; from: string; to: string }>;
   ms: number;
   line: string;
+  /** Every URL published, for host writers run again without a build (watch mode). */
+  paths: PublishedPath[];
 }
 
 export async function buildRegistry(options: BuildOptions): Promise<BuildSummary> {
@@ -127,8 +129,9 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
       clearInterval(heartbeat);
     }
     for (const r of plan.images) logger.info(imageLine(r, plan, stats));
-    await writeRegistryTree(plan, store, options.outputDir, { linkMode: options.linkMode });
-    for (const w of writers) for (const warning of await w.write(options.outputDir, paths)) logger.warn(`${w.name}: ${warning}`);
+    const host = await renderHosts(writers, options.outputDir, paths);
+    for (const warning of host.warnings) logger.warn(warning);
+    await writeRegistryTree(plan, store, options.outputDir, { linkMode: options.linkMode, hostFiles: host.files });
 
     const repos = [...plan.repos.values()];
     const summary: BuildSummary = {
@@ -148,6 +151,7 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
         .map((r) => ({ image: r.spec.name, from: r.filteredFrom!, to: r.digest })),
       ms: performance.now() - started,
       line: '',
+      paths,
     };
     summary.line =
       `${summary.images} images, ${summary.tags} tags, ${summary.manifests} manifests (${summary.manifestsFetched} fetched), ` +

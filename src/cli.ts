@@ -1,3 +1,4 @@
+import { isLoopbackHost } from './reference.ts';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -114,10 +115,6 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
   }
 }
 
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/gu, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/u.test(h);
-}
 
 /** `name:tag` of something actually published, for the hint line; undefined when unknown. */
 async function exampleImage(dir: string): Promise<string | undefined> {
@@ -163,7 +160,7 @@ async function serveCommand(argv: string[], io: CliIO): Promise<number> {
   if (!/^\d+$/u.test(portText) || Number(portText) > 65535) throw new UsageError(`--port must be 0–65535, got "${portText}"`);
   const host = values.host ?? '127.0.0.1';
   if (host === '') throw new UsageError('--host must not be empty');
-  if (!isLoopback(host)) {
+  if (!isLoopbackHost(host)) {
     io.stderr(
       `registrish: warning: --host ${host} is not a loopback address; anyone who can reach this machine can pull from the preview\n`,
     );

@@ -15,5 +15,7 @@ export function headersFor(p: PublishedPath): HeaderList {
   if (p.digest) h.push(['Docker-Content-Digest', p.digest]);
   if (p.kind === 'base') h.push(['Docker-Distribution-API-Version', 'registry/2.0']);
   h.push(['Cache-Control', p.immutable ? IMMUTABLE_CACHE : MUTABLE_CACHE]);
+  // Mirrored content is third-party: never let a browser guess it is a page on this site.
+  h.push(['X-Content-Type-Options', 'nosniff']);
   return h;
 }

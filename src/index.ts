@@ -3,7 +3,9 @@ import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildRegistry, formatError, type BuildSummary, type Logger } from './build.ts';
 import { RegistrishError } from './errors.ts';
-import { HOST_WRITERS } from './hosts.ts';
+import { HOST_WRITERS, renderHosts } from './hosts.ts';
+import { writeHostFiles } from './output.ts';
+import type { PublishedPath } from './types.ts';
 
 // The Eleventy glue: options merged over defaults and validated, one build per Eleventy build
 // (skipped in --serve/--watch when images.json did not change), logs with a prefix and one
@@ -70,6 +72,7 @@ interface EleventyLogger {
 interface EleventyConfigLike {
   logger?: EleventyLogger;
   addWatchTarget(target: string): void;
+  watchIgnores?: Set<string>;
   on(event: string, fn: (arg: any) => unknown): void;
 }
 
@@ -91,8 +94,10 @@ export default function registrish(eleventyConfig: EleventyConfigLike, userOptio
   const logger = makeLogger(eleventyConfig, options.verbose);
   eleventyConfig.addWatchTarget(options.images);
 
+  eleventyConfig.watchIgnores?.add(`${options.cacheDir.replace(/\/+$/, '')}/**`);
+
   // In --serve/--watch, a template edit rebuilds the site: keep the registry unless images.json changed.
-  let lastBuilt: { key: string; outputDir: string } | undefined;
+  let lastBuilt: { key: string; outputDir: string; paths: PublishedPath[] } | undefined;
 
   eleventyConfig.on('eleventy.after', async (event: { directories?: { output?: string }; dir?: { output?: string }; outputMode?: string; runMode?: string }) => {
     if (event.outputMode && event.outputMode !== 'fs') return;
@@ -100,6 +105,9 @@ export default function registrish(eleventyConfig: EleventyConfigLike, userOptio
     const imagesFile = path.resolve(options.images);
     const key = await fileKey(imagesFile);
     if (event.runMode !== 'build' && lastBuilt?.key === key && lastBuilt.outputDir === outputDir && (await exists(path.join(outputDir, 'v2')))) {
+      // The site's own passthrough `_headers` may have been copied over ours: render host files again.
+      const rendered = await renderHosts(options.hosts.map((h) => HOST_WRITERS[h]!), outputDir, lastBuilt.paths);
+      await writeHostFiles(outputDir, rendered.files);
       logger.info(`${path.basename(imagesFile)} unchanged: registry kept as built`);
       return;
     }
@@ -119,7 +127,7 @@ export default function registrish(eleventyConfig: EleventyConfigLike, userOptio
       // Eleventy prints the error and exits non-zero; the message is already redacted.
       throw new RegistrishError(`${PREFIX} build failed: ${formatError(err)}`);
     }
-    lastBuilt = { key, outputDir };
+    lastBuilt = { key, outputDir, paths: summary.paths };
     for (const f of summary.filtered) logger.summary(`${f.image}: platform filter published index ${f.to} (upstream ${f.from})`);
     logger.summary(summary.line);
   });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { NotFoundError, RegistrishError } from './errors.ts';
 import { assertSafeDigest } from './reference.ts';
 import type { ImageSource, ManifestBytes, TagTarget } from './source.ts';
-import type { OpenedBlob } from './store.ts';
+import { digestPath, type OpenedBlob } from './store.ts';
 import type { Descriptor } from './types.ts';
 
 // An OCI image layout directory (https://github.com/opencontainers/image-spec/blob/main/image-layout.md)
@@ -75,8 +75,6 @@ export class OciLayoutSource implements ImageSource {
   }
 
   private blobPath(digest: string): string {
-    assertSafeDigest(digest, this.label);
-    const [algorithm, hex] = digest.split(':') as [string, string];
-    return path.join(this.dir, 'blobs', algorithm, hex);
+    return digestPath(this.dir, digest);
   }
 }

@@ -2,6 +2,7 @@ import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistrishError } from './errors.ts';
 import { mapLimit } from './limit.ts';
+import type { HostFile } from './hosts.ts';
 import type { Plan } from './plan.ts';
 import type { ContentStore, LinkMode } from './store.ts';
 import type { PublishedPath } from './types.ts';
@@ -73,6 +74,8 @@ function assertNoFileDirClash(paths: PublishedPath[]): void {
 
 export interface WriteTreeOptions {
   linkMode?: LinkMode;
+  /** Host configuration files (`_headers`, …), put in place right after the tree is swapped in. */
+  hostFiles?: HostFile[];
   /** Files linked/written at the same time. */
   concurrency?: number;
 }
@@ -101,12 +104,30 @@ export async function writeRegistryTree(
       if (body !== undefined) await writeFile(dest, body);
       else await store.linkInto(p.digest!, dest, options.linkMode);
     });
+    // Host files are fully written before the swap; after it, each is one rename away.
+    const pending: Array<[string, string]> = [];
+    for (const [i, f] of (options.hostFiles ?? []).entries()) {
+      const tmp = `${staging}.${i}`;
+      await writeFile(tmp, f.text);
+      pending.push([tmp, path.join(outDir, f.file)]);
+    }
     await swapIn(staging, path.join(outDir, 'v2'));
+    for (const [tmp, dest] of pending) await rename(tmp, dest);
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
+    for (const [i] of (options.hostFiles ?? []).entries()) await rm(`${staging}.${i}`, { force: true });
     throw err;
   }
   return paths;
+}
+
+/** Rewrites host files alone (atomically), e.g. when a watch rebuild replaced the site's `_headers`. */
+export async function writeHostFiles(outDir: string, files: HostFile[]): Promise<void> {
+  for (const f of files) {
+    const tmp = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}.host`);
+    await writeFile(tmp, f.text);
+    await rename(tmp, path.join(outDir, f.file));
+  }
 }
 
 async function swapIn(staging: string, final: string): Promise<void> {
@@ -127,8 +148,17 @@ async function swapIn(staging: string, final: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
-/** Leftovers of a build that was killed mid-way (never deployed content: they start with a dot). */
+/**
+ * Leftovers of a build that was killed mid-way (they start with a dot). A build killed between
+ * the two renames of the swap leaves no `v2/` but a complete `-old` one: put that back first.
+ */
 async function removeStaleStaging(outDir: string): Promise<void> {
+  const entries = await readdir(outDir);
+  const final = path.join(outDir, 'v2');
+  if (!entries.includes('v2')) {
+    const old = entries.find((e) => e.startsWith(STAGING_PREFIX) && e.endsWith('-old'));
+    if (old) await rename(path.join(outDir, old), final);
+  }
   for (const entry of await readdir(outDir)) {
     if (entry.startsWith(STAGING_PREFIX)) await rm(path.join(outDir, entry), { recursive: true, force: true });
   }

@@ -1,6 +1,7 @@
 import { IntegrityError, RegistrishError } from './errors.ts';
 import { mapLimit } from './limit.ts';
-import { isIndexType, manifestMediaType } from './media-types.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES } from './registry-client.ts';
+import { isIndexType, isKnownManifestType, manifestMediaType } from './media-types.ts';
 import { assertSafeDigest, formatPlatform, platformMatches } from './reference.ts';
 import type { ImageSource } from './source.ts';
 import { sha256, type ContentStore } from './store.ts';
@@ -101,8 +102,11 @@ async function planImage(
   // Manifests are read through the store: fetched only when their digest is new, verified before kept.
   const manifestByDigest = async (digest: string, expectedSize?: number, mediaTypeHint?: string) => {
     assertSafeDigest(digest, context);
-    const cached = await store.read(digest);
+    const cached = await store.readSmall(digest, DEFAULT_MAX_MANIFEST_BYTES);
     if (cached) {
+      if (expectedSize !== undefined && cached.length !== expectedSize) {
+        throw new IntegrityError(`${context}: manifest ${digest} is ${cached.length} bytes, but its descriptor says ${expectedSize}`);
+      }
       report.manifestsCached++;
       return { bytes: cached, mediaType: mediaTypeHint };
     }
@@ -161,6 +165,10 @@ async function planImage(
     seen = new Set(seen).add(digest);
     const doc = parseManifest(bytes, `${context}: manifest ${digest}`);
     const mediaType = manifestMediaType(doc, hint);
+    if (!isKnownManifestType(mediaType)) {
+      // It becomes a Content-Type on our site: only the four manifest types ever do.
+      throw new RegistrishError(`${context}: manifest ${digest} has media type "${mediaType}", which is not a manifest type`);
+    }
     let publishDigest = digest;
     let publishBytes = bytes;
 
@@ -170,7 +178,7 @@ async function planImage(
       if (depth === 0 && spec.platforms) {
         const kept = filterPlatforms(children, spec.platforms);
         if (kept.filter((d) => !isAttestation(d)).length === 0) {
-          const available = children.filter((d) => d.platform && !isAttestation(d)).map((d) => formatPlatform(d.platform!));
+          const available = children.filter((d) => d.platform?.os && d.platform?.architecture && !isAttestation(d)).map((d) => formatPlatform(d.platform!));
           throw new RegistrishError(
             `${context}: none of the platforms ${spec.platforms.map(formatPlatform).join(', ')} is in the index`,
             { hint: `Available: ${available.join(', ') || 'none'}. Fix "platforms" in images.json.` },
@@ -189,7 +197,7 @@ async function planImage(
         assertSafeDigest(child.digest, context);
         const got = await manifestByDigest(child.digest, child.size, child.mediaType);
         await walk(child.digest, got.bytes, got.mediaType ?? child.mediaType, depth + 1, seen);
-        if (depth === 0 && child.platform && !isAttestation(child)) report.platforms.push(formatPlatform(child.platform));
+        if (depth === 0 && child.platform?.os && child.platform?.architecture && !isAttestation(child)) report.platforms.push(formatPlatform(child.platform));
       }
     } else {
       const descriptors = [doc.config, ...(doc.layers ?? [])].filter(Boolean) as Descriptor[];
@@ -257,7 +265,9 @@ function isAttestation(d: Descriptor): boolean {
 
 function filterPlatforms(children: Descriptor[], filters: PlatformFilter[]): Descriptor[] {
   const kept = new Set(
-    children.filter((d) => !isAttestation(d) && d.platform && filters.some((f) => platformMatches(f, d.platform!))).map((d) => d.digest),
+    children
+      .filter((d) => !isAttestation(d) && d.platform?.os && d.platform?.architecture && filters.some((f) => platformMatches(f, d.platform!)))
+      .map((d) => d.digest),
   );
   return children.filter((d) =>
     isAttestation(d) ? kept.has(d.annotations?.['vnd.docker.reference.digest'] ?? '') : kept.has(d.digest),

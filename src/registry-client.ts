@@ -1,3 +1,4 @@
+import { isValidDigest, isValidRepositoryName, isValidTag } from './reference.ts';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { Authenticator, pullScope, type TokenCache } from './auth.ts';
@@ -55,10 +56,6 @@ export interface OpenedRegistryBlob {
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
-// OCI distribution grammar (see shared notes).
-const REPO_RE = /^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$/;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
 export class RegistryClient {
   readonly registry: string;
@@ -168,7 +165,7 @@ export class RegistryClient {
    */
   async openBlob(repo: string, digest: string, opts: { offset?: number; signal?: AbortSignal } = {}): Promise<OpenedRegistryBlob> {
     const offset = opts.offset ?? 0;
-    if (!DIGEST_RE.test(digest)) throw new RegistrishError(`${this.registry}/${repo}: invalid blob digest "${digest}"`);
+    if (!isValidDigest(digest)) throw new RegistrishError(`${this.registry}/${repo}: invalid blob digest "${digest}"`);
     const url = `${this.repoUrl(repo)}/blobs/${digest}`;
     const what = `${this.registry}/${repo}: blob ${digest}`;
     const headers: Record<string, string> = {};
@@ -251,12 +248,12 @@ export class RegistryClient {
   }
 
   private repoUrl(repo: string): string {
-    if (!REPO_RE.test(repo) || repo.length > 255) throw new RegistrishError(`${this.registry}: invalid repository name "${repo}"`);
+    if (!isValidRepositoryName(repo)) throw new RegistrishError(`${this.registry}: invalid repository name "${repo}"`);
     return `${this.base}${repo}`;
   }
 
   private manifestUrl(repo: string, ref: string): string {
-    if (!TAG_RE.test(ref) && !DIGEST_RE.test(ref)) throw new RegistrishError(`${this.registry}/${repo}: invalid tag or digest "${ref}"`);
+    if (!isValidTag(ref) && !isValidDigest(ref)) throw new RegistrishError(`${this.registry}/${repo}: invalid tag or digest "${ref}"`);
     return `${this.repoUrl(repo)}/manifests/${ref}`;
   }
 }

@@ -43,9 +43,11 @@ export class ContentStore {
 
   /** Path of the verified file for a digest. Throws on anything but a well-formed digest. */
   pathFor(digest: string): string {
-    assertSafeDigest(digest, 'content store');
-    const [algorithm, hex] = digest.split(':') as [string, string];
-    return path.join(this.dir, 'blobs', algorithm, hex);
+    if (!digest.startsWith('sha256:')) {
+      assertSafeDigest(digest, 'content store');
+      throw new RegistrishError(`content store: ${digest.split(':')[0]} digests are not supported (only sha256)`);
+    }
+    return digestPath(this.dir, digest);
   }
 
   /** Is the content present with the expected size (when given)? */
@@ -58,10 +60,18 @@ export class ContentStore {
     }
   }
 
-  /** Reads a small stored document (a manifest), or undefined when absent. */
-  async read(digest: string): Promise<Buffer | undefined> {
+  /**
+   * Reads a small stored document (a manifest), or undefined when absent. Refuses anything
+   * over `maxBytes`, so an index naming a cached layer as a "manifest" cannot fill memory.
+   */
+  async readSmall(digest: string, maxBytes: number): Promise<Buffer | undefined> {
+    const file = this.pathFor(digest);
     try {
-      return await readFile(this.pathFor(digest));
+      const st = await stat(file);
+      if (st.size > maxBytes) {
+        throw new IntegrityError(`${digest} is ${st.size} bytes: too large for a manifest (limit ${maxBytes})`);
+      }
+      return await readFile(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -155,7 +165,8 @@ export class ContentStore {
           await inFlight.catch(() => {});
           if (err instanceof IntegrityError) throw err;
           lastError = err;
-          continue;
+          // Every byte arrived before the failure: nothing left to ask for, check the hash.
+          if (written !== size) continue;
         }
         if (written < size) {
           lastError = new IntegrityError(`${what}: the upstream ended the body after ${written} of ${size} bytes`);
@@ -208,6 +219,13 @@ export class ContentStore {
     await mkdir(path.dirname(dest), { recursive: true });
     return path.join(dir, `${path.basename(dest)}.${process.pid}.${++this.tmpCounter}.${randomBytes(4).toString('hex')}`);
   }
+}
+
+/** `<root>/blobs/<algorithm>/<hex>`: the layout of both our cache and an OCI image layout. */
+export function digestPath(root: string, digest: string): string {
+  assertSafeDigest(digest, root);
+  const [algorithm, hex] = digest.split(':') as [string, string];
+  return path.join(root, 'blobs', algorithm, hex);
 }
 
 export function sha256(bytes: Buffer): string {

@@ -146,7 +146,13 @@ export class Transport {
       }
       // S3/R2 reject an Authorization header they did not sign, and a token must not leak
       // to another origin anyway. Once dropped it stays dropped.
-      if (next.origin !== current.origin) delete headers['authorization'];
+      if (next.origin !== current.origin) {
+        delete headers['authorization'];
+        // A request body (a token request's refresh token) is never sent on to another origin.
+        if (body !== undefined) {
+          throw new HttpError(`${method} ${redactUrl(url)}: refusing to resend the request body to ${redactUrl(next)}`, res.status, redactUrl(next));
+        }
+      }
       if (seen.has(`${method} ${next.href}`)) {
         throw new HttpError(`${method} ${redactUrl(url)}: redirect loop at ${redactUrl(next)}`, res.status, redactUrl(next));
       }

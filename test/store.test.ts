@@ -142,7 +142,8 @@ describe('ContentStore', () => {
     const m = Buffer.from('{"schemaVersion":2}');
     await expect(store.putBytes(sha256(Buffer.from('other')), m)).rejects.toThrow(/does not match its digest/);
     await store.putBytes(sha256(m), m);
-    expect(await store.read(sha256(m))).toEqual(m);
+    expect(await store.readSmall(sha256(m), 1024)).toEqual(m);
+    await expect(store.readSmall(sha256(m), 10)).rejects.toThrow(/too large for a manifest/);
   });
 
   it('never builds a path from a malformed digest', () => {

@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildRegistry, type BuildOptions } from '../src/build.ts';
+import { makeTempDir, removeDir } from './harness/procs.ts';
+
+// Build-level guarantees on the shipped example (no network): a failed build never damages
+// the previous output, and a site's own `_headers` rules survive our rewrites.
+
+const EXAMPLE = path.resolve(import.meta.dirname, '..', 'example', 'hello');
+let dir: string;
+let logs: string[];
+
+const options = (): BuildOptions => ({
+  images: path.join(dir, 'images.json'),
+  outputDir: path.join(dir, '_site'),
+  cacheDir: path.join(dir, '.cache'),
+  hosts: ['netlify'],
+  imageConcurrency: 2,
+  blobConcurrency: 2,
+  linkMode: 'hardlink',
+  logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) },
+});
+
+const images = (tag: string) => JSON.stringify({ images: [{ source: `oci:${EXAMPLE}:${tag}`, name: 'hello' }] });
+
+async function snapshot(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) out[path.relative(root, path.join(e.parentPath, e.name))] = (await readFile(path.join(e.parentPath, e.name))).toString('base64');
+  }
+  return out;
+}
+
+beforeAll(() => {
+  dir = makeTempDir('rsh-build-');
+  logs = [];
+});
+afterAll(() => removeDir(dir));
+
+describe('buildRegistry', () => {
+  it("keeps the site's own _headers rules and rewrites only its block", async () => {
+    await writeFile(path.join(dir, 'images.json'), images('1.0'));
+    await buildRegistry(options());
+    const headersFile = path.join(dir, '_site', '_headers');
+    const ours = await readFile(headersFile, 'utf8');
+    await writeFile(headersFile, `/index.html\n  X-Frame-Options: DENY\n\n${ours}`);
+    await buildRegistry(options());
+    await buildRegistry(options());
+    const text = await readFile(headersFile, 'utf8');
+    expect(text.startsWith('/index.html\n  X-Frame-Options: DENY\n')).toBe(true);
+    expect(text.match(/# registrish:begin/g)).toHaveLength(1);
+    expect(text).toContain('/v2/hello/manifests/1.0\n  Content-Type: application/vnd.oci.image.index.v1+json');
+  });
+
+  it('a failed build leaves the previous output exactly as it was, with no leftovers', async () => {
+    const before = await snapshot(path.join(dir, '_site'));
+    await writeFile(path.join(dir, 'images.json'), images('no-such-tag'));
+    await expect(buildRegistry(options())).rejects.toThrow(/no manifest tagged "no-such-tag"/);
+    expect(await snapshot(path.join(dir, '_site'))).toEqual(before);
+    expect((await readdir(path.join(dir, '_site'))).filter((e) => e.startsWith('.'))).toEqual([]);
+  });
+
+  it('refuses a manifest whose mediaType is not a manifest type (it would become our Content-Type)', async () => {
+    const layout = path.join(dir, 'hostile');
+    await mkdir(path.join(layout, 'blobs', 'sha256'), { recursive: true });
+    const put = async (bytes: Buffer) => {
+      const hex = createHash('sha256').update(bytes).digest('hex');
+      await writeFile(path.join(layout, 'blobs', 'sha256', hex), bytes);
+      return { digest: `sha256:${hex}`, size: bytes.length };
+    };
+    const config = await put(Buffer.from('{}'));
+    const manifest = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: 'text/html', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers: [] }),
+    );
+    const m = await put(manifest);
+    await writeFile(path.join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(
+      path.join(layout, 'index.json'),
+      JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'text/html', ...m, annotations: { 'org.opencontainers.image.ref.name': 'x' } }] }),
+    );
+    await writeFile(path.join(dir, 'images.json'), JSON.stringify({ images: [{ source: `oci:${layout}:x`, name: 'hostile' }] }));
+    await expect(buildRegistry(options())).rejects.toThrow(/media type "text\/html", which is not a manifest type/);
+    expect(await readFile(path.join(dir, '_site', '_headers'), 'utf8')).not.toContain('text/html');
+  });
+});
