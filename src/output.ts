@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistrishError } from './errors.ts';
 import { mapLimit } from './limit.ts';
@@ -15,6 +15,31 @@ import type { PublishedPath } from './types.ts';
 // than the two renames take.
 
 const STAGING_PREFIX = '.registrish-staging-';
+/**
+ * The neutral description of every URL, saved with the tree (and swapped in with it), so commands
+ * that run after the build (`deploy`, `check`) know each file's type and digest without a rebuild.
+ * Repository names cannot start with a dot, so no registry URL ever collides with it.
+ */
+export const PATHS_FILE = 'v2/.registrish-paths.json';
+
+export interface PathsFile {
+  version: 1;
+  paths: PublishedPath[];
+}
+
+/** Reads the description a build left in `outDir`. */
+export async function readPathsFile(outDir: string): Promise<PublishedPath[]> {
+  const file = path.join(outDir, ...PATHS_FILE.split('/'));
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new RegistrishError(`${file} is missing`, { hint: 'Build the site first (npx eleventy), then run this command on its output folder.' });
+  }
+  const parsed = JSON.parse(text) as PathsFile;
+  if (parsed.version !== 1 || !Array.isArray(parsed.paths)) throw new RegistrishError(`${file}: unknown format`);
+  return parsed.paths;
+}
 const JSON_TYPE = 'application/json';
 const BLOB_TYPE = 'application/octet-stream';
 
@@ -106,6 +131,7 @@ export async function writeRegistryTree(
     });
     // Host files are fully written before the swap; after it, each is one rename away.
     const pending: Array<[string, string]> = [];
+    await writeFile(path.join(staging, ...PATHS_FILE.split('/').slice(1)), JSON.stringify({ version: 1, paths } satisfies PathsFile) + '\n');
     for (const [i, f] of (options.hostFiles ?? []).entries()) {
       const tmp = `${staging}.${i}`;
       await writeFile(tmp, f.text);
