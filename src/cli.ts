@@ -22,7 +22,7 @@ interface Command {
 }
 
 /** Thrown for bad invocations: printed with the usage, exit code 2. */
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 const SERVE_USAGE = `Usage: registrish serve [dir] [--port 8080] [--host 127.0.0.1]
 
