@@ -43,6 +43,21 @@ export interface BuildOptions {
   env?: NodeJS.ProcessEnv;
   /** Injected HTTP dispatcher (tests); a fresh pool per build otherwise. */
   dispatcher?: Dispatcher;
+  /** Retry and timeout settings (defaults in transport.ts); tests shorten them to run fast. */
+  http?: HttpTuning;
+}
+
+export interface HttpTuning {
+  /** Retries after the first attempt of a request (retryable statuses, connection errors). Default 4. */
+  maxRetries?: number;
+  /** First backoff delay, doubled each retry. Default 500 ms. */
+  retryBaseMs?: number;
+  /** Time to wait for response headers. Default 30 s. */
+  headersTimeoutMs?: number;
+  /** Longest silence while reading a body. Default 60 s. */
+  bodyTimeoutMs?: number;
+  /** First delay before re-opening a blob whose body failed mid-way (resumed with Range). Default 500 ms. */
+  blobRetryDelayMs?: number;
 }
 
 export interface BuildSummary {
@@ -97,6 +112,10 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
         insecure: src.insecure,
         credential: credentials.get(src.registry),
         dispatcher,
+        maxRetries: options.http?.maxRetries,
+        retryBaseMs: options.http?.retryBaseMs,
+        headersTimeoutMs: options.http?.headersTimeoutMs,
+        bodyTimeoutMs: options.http?.bodyTimeoutMs,
       });
       clients.set(key, client);
     }
@@ -124,7 +143,11 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
     }, 10_000);
     let stats: FetchStats;
     try {
-      stats = await fetchBlobs(plan, store, { concurrency: options.blobConcurrency, onBytes: (n) => (received += n) });
+      stats = await fetchBlobs(plan, store, {
+        concurrency: options.blobConcurrency,
+        retryDelayMs: options.http?.blobRetryDelayMs,
+        onBytes: (n) => (received += n),
+      });
     } finally {
       clearInterval(heartbeat);
     }

@@ -36,6 +36,13 @@ Options:
 
 const COMMANDS: Record<string, Command> = {
   serve: { summary: 'preview a built site as a registry, with its _headers applied', usage: SERVE_USAGE, run: serveCommand },
+  check: {
+    summary: 'check a deployed registry the way pull clients read it',
+    usage:
+      'Usage: registrish check <url> [--images images.json] [--quick] [--host netlify|cloudflare|nginx|s3|apache] [--concurrency n] [--json]\n(registrish check --help for details)',
+    // Lazy: the checker (and its HTTP stack) loads only when this command runs.
+    run: async (argv, io) => (await import('./check.ts')).checkCommand(argv, io),
+  },
 };
 
 function mainUsage(): string {

@@ -13,6 +13,12 @@ import type { Descriptor, ImageSpec, PlatformFilter } from './types.ts';
 
 /** Indexes nest rarely (an index of indexes); anything deeper is a broken or hostile upstream. */
 const MAX_DEPTH = 4;
+/**
+ * Entries of one index. Real ones list tens (platforms plus their attestations); each entry costs
+ * a manifest request, so a hostile index of ~30 000 entries (what fits in 4 MiB) would be a
+ * request storm rather than an image.
+ */
+export const MAX_INDEX_ENTRIES = 1024;
 
 export interface RepoPlan {
   name: string;
@@ -72,13 +78,28 @@ interface ParsedManifest {
 export async function planImages(specs: ImageSpec[], options: PlanOptions): Promise<Plan> {
   const plan: Plan = { repos: new Map(), images: [], blobs: new Map(), skippedBlobs: [] };
   const resolvedTags = new Map<string, Promise<TopManifest>>();
-  const reports = await mapLimit(specs, options.concurrency ?? 4, (spec) => planImage(spec, plan, options, resolvedTags));
+  const reports = await mapLimit(specs, options.concurrency ?? 4, (spec) =>
+    withContext(describe(spec), planImage(spec, plan, options, resolvedTags)),
+  );
   plan.images = reports;
   return plan;
 }
 
 function describe(spec: ImageSpec): string {
   return `images[${spec.index}] (${spec.source.original} → ${spec.name})`;
+}
+
+/**
+ * Errors from the layers below name a URL or a digest, not the images.json entry: prefix the
+ * entry once, keeping the error's class, status and hint.
+ */
+async function withContext<T>(context: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof Error && !err.message.includes(context)) err.message = `${context}: ${err.message}`;
+    throw err;
+  }
 }
 
 interface TopManifest {
@@ -175,6 +196,13 @@ async function planImage(
     if (isIndexType(mediaType)) {
       let children = (doc.manifests ?? []) as Descriptor[];
       if (!Array.isArray(children)) throw new RegistrishError(`${context}: index ${digest} has no manifests list`);
+      if (children.length > MAX_INDEX_ENTRIES) {
+        throw new RegistrishError(`${context}: index ${digest} lists ${children.length} manifests, more than the ${MAX_INDEX_ENTRIES} registrish accepts`);
+      }
+      // Entries are untrusted JSON: a null or a number must be an error, not a TypeError.
+      if (children.some((c) => !c || typeof c !== 'object' || Array.isArray(c))) {
+        throw new RegistrishError(`${context}: index ${digest} lists an entry that is not a descriptor object`);
+      }
       if (depth === 0 && spec.platforms) {
         const kept = filterPlatforms(children, spec.platforms);
         if (kept.filter((d) => !isAttestation(d)).length === 0) {
@@ -200,10 +228,11 @@ async function planImage(
         if (depth === 0 && child.platform?.os && child.platform?.architecture && !isAttestation(child)) report.platforms.push(formatPlatform(child.platform));
       }
     } else {
-      const descriptors = [doc.config, ...(doc.layers ?? [])].filter(Boolean) as Descriptor[];
+      // Checked before spreading: `layers` from upstream may be any JSON value.
       if (!doc.config || !Array.isArray(doc.layers)) {
         throw new RegistrishError(`${context}: manifest ${digest} (${mediaType}) has no config or layers`);
       }
+      const descriptors = [doc.config, ...doc.layers].filter(Boolean) as Descriptor[];
       for (const d of descriptors) {
         assertSafeDigest(d.digest, context);
         if (!Number.isSafeInteger(d.size) || d.size < 0) {
@@ -287,17 +316,18 @@ export interface FetchStats {
 export async function fetchBlobs(
   plan: Plan,
   store: ContentStore,
-  options: { concurrency?: number; onBytes?: (n: number) => void } = {},
+  options: { concurrency?: number; retryDelayMs?: number; onBytes?: (n: number) => void } = {},
 ): Promise<FetchStats> {
   const stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0, fetched: new Set() };
   await mapLimit([...plan.blobs.values()], options.concurrency ?? 4, async (need) => {
-    const downloaded = await store.ensureBlob(need.digest, need.size, (offset) => need.source.openBlob(need.digest, offset), {
+    const downloaded = await withContext(need.context, store.ensureBlob(need.digest, need.size, (offset) => need.source.openBlob(need.digest, offset), {
       context: need.context,
+      retryDelayMs: options.retryDelayMs,
       onBytes: (n) => {
         stats.bytesFetched += n;
         options.onBytes?.(n);
       },
-    });
+    }));
     if (downloaded) {
       stats.blobsFetched++;
       stats.fetched.add(need.digest);

@@ -52,6 +52,8 @@ export interface OpenedRegistryBlob {
   contentLength?: number;
   /** Set only when the server sent a Content-Encoding other than identity. */
   contentEncoding?: string;
+  /** Final URL after redirects, credentials stripped (for messages). */
+  url: string;
 }
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -129,18 +131,18 @@ export class RegistryClient {
     const contentType = stripParams(firstHeader(res.headers, 'content-type'));
     const encoding = contentEncoding(res);
     if (encoding) {
-      res.body.destroy();
+      dropBody(res.body);
       throw new RegistrishError(`${what}: the registry sent the manifest with Content-Encoding "${encoding}" although we asked for identity (${redactUrl(res.url)})`);
     }
     if (contentType === 'text/html') {
-      res.body.destroy();
+      dropBody(res.body);
       throw new RegistrishError(`${what}: ${redactUrl(res.url)} answered with an HTML page instead of a manifest`, {
         hint: 'A proxy, captive portal or login page is probably in the way; check the registry address and network.',
       });
     }
     const declared = Number(firstHeader(res.headers, 'content-length'));
     if (Number.isFinite(declared) && declared > maxBytes) {
-      res.body.destroy();
+      dropBody(res.body);
       throw tooLarge(what, maxBytes);
     }
     const bytes = await readCapped(res.body, maxBytes, () => tooLarge(what, maxBytes));
@@ -180,7 +182,7 @@ export class RegistryClient {
       // A 206 for a different range would splice wrong bytes into the hash.
       const start = /^bytes\s+(\d+)-/i.exec(firstHeader(res.headers, 'content-range') ?? '')?.[1];
       if (start !== undefined && Number(start) !== offset) {
-        res.body.destroy();
+        dropBody(res.body);
         throw new HttpError(`${what}: asked for bytes from ${offset} on, the registry sent a range starting at ${start}`, 206, redactUrl(res.url));
       }
     }
@@ -190,6 +192,7 @@ export class RegistryClient {
       body: res.body,
       contentLength: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
       contentEncoding: contentEncoding(res),
+      url: redactUrl(res.url),
     };
   }
 
@@ -256,6 +259,14 @@ export class RegistryClient {
     if (!isValidTag(ref) && !isValidDigest(ref)) throw new RegistrishError(`${this.registry}/${repo}: invalid tag or digest "${ref}"`);
     return `${this.repoUrl(repo)}/manifests/${ref}`;
   }
+}
+
+/**
+ * Drops a body we will not read. Destroying an unread undici body emits an AbortError: without a
+ * listener that becomes an uncaught exception that can kill the build process.
+ */
+function dropBody(body: Readable): void {
+  body.on('error', () => {}).destroy();
 }
 
 function refSuffix(ref: string): string {

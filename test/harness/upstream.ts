@@ -32,6 +32,8 @@ export interface UpstreamRegistry {
   realm?: string;
   /** Token auth only: how many requests the issuer has answered (any status). */
   tokenRequests?: () => number;
+  /** Token auth only: every bearer token the issuer has handed out (for credential-leak checks). */
+  issuedTokens?: () => string[];
   stop(): Promise<void>;
 }
 
@@ -112,6 +114,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Upstrea
         logFile,
         realm: iss?.realm,
         tokenRequests: iss ? () => iss.count() : undefined,
+        issuedTokens: iss ? () => iss.issued() : undefined,
         async stop() {
           await daemon.stop();
           await iss?.close();
@@ -134,6 +137,7 @@ interface TokenIssuer {
   realm: string;
   certFile: string;
   count(): number;
+  issued(): string[];
   close(): Promise<void>;
 }
 
@@ -149,6 +153,7 @@ async function startTokenIssuer(dir: string, user: string, pass: string): Promis
   const key = fs.readFileSync(keyFile, 'utf8');
   const x5c = fs.readFileSync(certFile, 'utf8').replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
   let requests = 0;
+  const issued: string[] = [];
 
   const sign = (sub: string, scopes: string[]): string => {
     const now = Math.floor(Date.now() / 1000);
@@ -186,6 +191,7 @@ async function startTokenIssuer(dir: string, user: string, pass: string): Promis
     }
     const scopes = [...u.searchParams.getAll('scope'), ...(form?.getAll('scope') ?? [])].flatMap((s) => s.split(' ')).filter(Boolean);
     const token = sign(user, scopes);
+    issued.push(token);
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
   });
@@ -198,6 +204,7 @@ async function startTokenIssuer(dir: string, user: string, pass: string): Promis
     realm: `http://127.0.0.1:${port}/token`,
     certFile,
     count: () => requests,
+    issued: () => [...issued],
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,0 +1,34 @@
+// One registry build, as its own process, for the benchmark: prints the summary and the requests
+// sent upstream as JSON on stdout. Usage: node --import tsx bench/build.ts IMAGES OUT CACHE
+import { Agent } from 'undici';
+import { buildRegistry } from '../src/build.ts';
+
+const [images, outputDir, cacheDir] = process.argv.slice(2);
+if (!images || !outputDir || !cacheDir) {
+  console.error('usage: bench/build.ts IMAGES_JSON OUTPUT_DIR CACHE_DIR');
+  process.exit(2);
+}
+
+const requests = { manifestHead: 0, manifestGet: 0, blobGet: 0, other: 0 };
+const agent = new Agent({ connections: 8 }).compose((dispatch) => (opts, handler) => {
+  const p = opts.path ?? '';
+  if (p.includes('/manifests/')) requests[opts.method === 'HEAD' ? 'manifestHead' : 'manifestGet']++;
+  else if (p.includes('/blobs/')) requests.blobGet++;
+  else requests.other++;
+  return dispatch(opts, handler);
+});
+
+const summary = await buildRegistry({
+  images,
+  outputDir,
+  cacheDir,
+  hosts: ['netlify'],
+  imageConcurrency: 4,
+  blobConcurrency: 6,
+  linkMode: 'hardlink',
+  logger: { info: () => {}, warn: (m) => console.error(m) },
+  dispatcher: agent as unknown as Agent,
+});
+await agent.close();
+const { paths: _paths, ...rest } = summary;
+console.log(JSON.stringify({ ...rest, requests }));

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The benchmark: registrish against skopeo on the same local upstream, in one run.
+# Needs what the tests need (scripts/install-test-deps.sh) plus GNU time and curl.
+# Usage: bench/run.sh [--runs 3] [--scale 1] [--no-write]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v /usr/bin/time >/dev/null || { echo "bench: GNU time missing: apt-get install -y time" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench: curl missing: apt-get install -y curl" >&2; exit 1; }
+exec node --import tsx bench/bench.ts "$@"
