@@ -7,7 +7,7 @@ import { RegistrishError } from './errors.ts';
 import { HOST_WRITERS, renderHosts } from './hosts.ts';
 import { OciLayoutSource } from './oci-layout.ts';
 import { describePaths, writeRegistryTree } from './output.ts';
-import { fetchBlobs, planImages, type FetchStats, type ImageReport, type Plan } from './plan.ts';
+import { BlobFetcher, planImages, type FetchStats, type ImageReport, type Plan } from './plan.ts';
 import { redact } from './redact.ts';
 import { RegistryClient } from './registry-client.ts';
 import { createAgent } from './transport.ts';
@@ -123,11 +123,32 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
   };
 
   try {
-    const plan = await planImages(config.images, {
-      store,
-      sourceFor,
-      concurrency: options.imageConcurrency,
+    let received = 0;
+    const fetcher = new BlobFetcher(store, {
+      concurrency: options.blobConcurrency,
+      retryDelayMs: options.http?.blobRetryDelayMs,
+      onBytes: (n) => (received += n),
     });
+    // Large mirrors take minutes: say how far along the downloads are, every 10 seconds.
+    const heartbeat = setInterval(() => {
+      if (received > 0) logger.info(`downloading: ${formatBytes(received)} fetched so far`);
+    }, 10_000);
+    let plan: Plan;
+    let stats: FetchStats;
+    try {
+      plan = await planImages(config.images, {
+        store,
+        sourceFor,
+        concurrency: options.imageConcurrency,
+        onBlob: (need) => fetcher.add(need),
+      }).catch(async (err: unknown) => {
+        await fetcher.finish().catch(() => {});
+        throw err;
+      });
+      stats = await fetcher.finish();
+    } finally {
+      clearInterval(heartbeat);
+    }
     const paths = describePaths(plan);
     // Host limits are checked before anything in the output is replaced.
     const problems = writers.map((w) => ({ w, ...w.check(paths) }));
@@ -135,22 +156,6 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
     const errors = problems.flatMap((p) => p.errors.map((e) => `${p.w.name}: ${e}`));
     if (errors.length) throw new RegistrishError(`the registry cannot be served as planned:\n  ${errors.join('\n  ')}`);
 
-    const total = [...plan.blobs.values()].reduce((n, b) => n + b.size, 0);
-    let received = 0;
-    // Large mirrors take minutes: say how far along the downloads are, every 10 seconds.
-    const heartbeat = setInterval(() => {
-      if (received > 0) logger.info(`downloading: ${formatBytes(received)} fetched (${formatBytes(total)} referenced)`);
-    }, 10_000);
-    let stats: FetchStats;
-    try {
-      stats = await fetchBlobs(plan, store, {
-        concurrency: options.blobConcurrency,
-        retryDelayMs: options.http?.blobRetryDelayMs,
-        onBytes: (n) => (received += n),
-      });
-    } finally {
-      clearInterval(heartbeat);
-    }
     for (const r of plan.images) logger.info(imageLine(r, plan, stats));
     const host = await renderHosts(writers, options.outputDir, paths);
     for (const warning of host.warnings) logger.warn(warning);

@@ -9,7 +9,7 @@ import type { Descriptor, ImageSpec, PlatformFilter } from './types.ts';
 
 // From validated images.json entries to a plan: which tags point at which manifests, and which
 // blobs every repository needs. Manifests are read through the content store (fetched at most
-// once, verified before they are kept); blobs are only listed here and fetched by `fetchBlobs`.
+// once, verified before they are kept); blobs are listed here and handed to a BlobFetcher.
 
 /** Indexes nest rarely (an index of indexes); anything deeper is a broken or hostile upstream. */
 const MAX_DEPTH = 4;
@@ -65,6 +65,8 @@ export interface PlanOptions {
   sourceFor: (spec: ImageSpec) => ImageSource;
   /** Images resolved at the same time. */
   concurrency?: number;
+  /** Called once per new blob as soon as it is known (to start its download). */
+  onBlob?: (need: BlobNeed) => void;
 }
 
 interface ParsedManifest {
@@ -245,7 +247,11 @@ async function planImage(
         }
         repo.blobs.set(d.digest, d.size);
         report.blobs.add(d.digest);
-        if (!plan.blobs.has(d.digest)) plan.blobs.set(d.digest, { digest: d.digest, size: d.size, source, context });
+        if (!plan.blobs.has(d.digest)) {
+          const need = { digest: d.digest, size: d.size, source, context };
+          plan.blobs.set(d.digest, need);
+          options.onBlob?.(need);
+        }
       }
     }
     repo.manifests.set(publishDigest, { mediaType, size: publishBytes.length });
@@ -312,22 +318,65 @@ export interface FetchStats {
   fetched: Set<string>;
 }
 
-/** Downloads every blob the plan needs that the store lacks, each once, `concurrency` at a time. */
-export async function fetchBlobs(
-  plan: Plan,
-  store: ContentStore,
-  options: { concurrency?: number; retryDelayMs?: number; onBytes?: (n: number) => void } = {},
-): Promise<FetchStats> {
-  const stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0, fetched: new Set() };
-  await mapLimit([...plan.blobs.values()], options.concurrency ?? 4, async (need) => {
-    const downloaded = await withContext(need.context, store.ensureBlob(need.digest, need.size, (offset) => need.source.openBlob(need.digest, offset), {
-      context: need.context,
-      retryDelayMs: options.retryDelayMs,
-      onBytes: (n) => {
-        stats.bytesFetched += n;
-        options.onBytes?.(n);
-      },
-    }));
+/**
+ * Downloads blobs into the store as the plan discovers them (so the first layers stream while
+ * later images are still being resolved), each digest once, `concurrency` at a time.
+ */
+export class BlobFetcher {
+  readonly stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0, fetched: new Set() };
+  private readonly tasks: Promise<void>[] = [];
+  private readonly queue: BlobNeed[] = [];
+  private running = 0;
+  private failed?: { error: unknown };
+
+  constructor(
+    private readonly store: ContentStore,
+    private readonly options: { concurrency?: number; retryDelayMs?: number; onBytes?: (n: number) => void } = {},
+  ) {}
+
+  add(need: BlobNeed): void {
+    this.queue.push(need);
+    // Largest first: the longest download should not be the last one to start.
+    this.queue.sort((a, b) => b.size - a.size);
+    this.pump();
+  }
+
+  /** Waits for every download (also after a failure, so nothing keeps writing) and reports. */
+  async finish(): Promise<FetchStats> {
+    while (this.tasks.length) await Promise.allSettled(this.tasks.splice(0));
+    if (this.failed) throw this.failed.error;
+    return this.stats;
+  }
+
+  private pump(): void {
+    while (!this.failed && this.running < (this.options.concurrency ?? 4) && this.queue.length) {
+      const need = this.queue.shift()!;
+      this.running++;
+      const task = this.fetch(need)
+        .catch((error: unknown) => {
+          this.failed ??= { error };
+        })
+        .finally(() => {
+          this.running--;
+          this.pump();
+        });
+      this.tasks.push(task);
+    }
+  }
+
+  private async fetch(need: BlobNeed): Promise<void> {
+    const { stats, options } = this;
+    const downloaded = await withContext(
+      need.context,
+      this.store.ensureBlob(need.digest, need.size, (offset) => need.source.openBlob(need.digest, offset), {
+        context: need.context,
+        retryDelayMs: options.retryDelayMs,
+        onBytes: (n) => {
+          stats.bytesFetched += n;
+          options.onBytes?.(n);
+        },
+      }),
+    );
     if (downloaded) {
       stats.blobsFetched++;
       stats.fetched.add(need.digest);
@@ -335,6 +384,5 @@ export async function fetchBlobs(
       stats.blobsCached++;
       stats.bytesReused += need.size;
     }
-  });
-  return stats;
+  }
 }
