@@ -198,6 +198,8 @@ interface Row {
   what: string;
   walls: number[];
   rss: number[];
+  /** The build's own time (summary.ms, without process start-up), for our rows. */
+  inner?: number[];
   note?: string;
 }
 
@@ -234,7 +236,10 @@ async function main(): Promise<void> {
     const skopeoEnv = { ...process.env, REGISTRY_AUTH_FILE: path.join(WORK, 'auth.json') };
     await writeFile(path.join(WORK, 'auth.json'), '{"auths":{}}');
 
-    const ours = (out: string, cache: string) => timed('node', ['--import', 'tsx', path.join(ROOT, 'bench/build.ts'), imagesJson, out, cache]);
+    // BENCH_PROFILE=<dir> writes a V8 CPU profile of each of our builds there (node --cpu-prof).
+    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(process.env.BENCH_PROFILE)] : [];
+    const ours = (out: string, cache: string) =>
+      timed('node', [...profile, '--import', 'tsx', path.join(ROOT, 'bench/build.ts'), imagesJson, out, cache]);
     const fresh = async (sub: string) => {
       const d = path.join(WORK, sub);
       await rm(d, { recursive: true, force: true });
@@ -251,6 +256,7 @@ async function main(): Promise<void> {
       const cache = await fresh('cache');
       const m = await ours(out, cache);
       coldSummary = JSON.parse(m.stdout.trim().split('\n').at(-1)!);
+      (cold.inner ??= []).push(coldSummary.ms / 1000);
       cold.walls.push(m.wall);
       cold.rss.push(m.rssMB);
       const dest = await fresh('sync');
@@ -277,6 +283,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < RUNS; r++) {
       const m = await ours(out, cache);
       warmSummary = JSON.parse(m.stdout.trim().split('\n').at(-1)!);
+      (warm.inner ??= []).push(warmSummary.ms / 1000);
       warm.walls.push(m.wall);
       warm.rss.push(m.rssMB);
     }
@@ -291,6 +298,7 @@ async function main(): Promise<void> {
       await pushImage(up.url, 'bench/small-01', [l], { os: 'linux', architecture: 'amd64' }, 't1');
       const m = await ours(out, cache);
       movedSummary = JSON.parse(m.stdout.trim().split('\n').at(-1)!);
+      (moved.inner ??= []).push(movedSummary.ms / 1000);
       moved.walls.push(m.wall);
       moved.rss.push(m.rssMB);
     }
@@ -349,12 +357,15 @@ async function main(): Promise<void> {
     // ------------------------------------------------------------------------------------------
     const ratio = (a: number[], b: number[]) => (median(a) / median(b)).toFixed(2);
     const table = [
-      '| measurement | wall s (median) | spread | peak RSS MB (median) | notes |',
-      '|---|---|---|---|---|',
-      ...rows.map((r) => `| ${r.what} | ${median(r.walls).toFixed(2)} | ${spread(r.walls)} | ${median(r.rss).toFixed(0)} | ${r.note ?? ''} |`),
-      `| raw parallel fetch of every blob (curl ×6) | ${median(fetchWalls).toFixed(2)} | ${spread(fetchWalls)} | — | ${fetchMBps.toFixed(0)} MB/s |`,
-      `| eleventy, site + plugin (example image, warm) | ${median(withPlugin).toFixed(2)} | ${spread(withPlugin)} | — | |`,
-      `| eleventy, same site without the plugin | ${median(withoutPlugin).toFixed(2)} | ${spread(withoutPlugin)} | — | |`,
+      '| measurement | process wall s (median) | spread | build s, in-process (median) | peak RSS MB (median) | notes |',
+      '|---|---|---|---|---|---|',
+      ...rows.map(
+        (r) =>
+          `| ${r.what} | ${median(r.walls).toFixed(2)} | ${spread(r.walls)} | ${r.inner ? median(r.inner).toFixed(2) : '—'} | ${median(r.rss).toFixed(0)} | ${r.note ?? ''} |`,
+      ),
+      `| raw parallel fetch of every blob (curl ×6) | ${median(fetchWalls).toFixed(2)} | ${spread(fetchWalls)} | — | — | ${fetchMBps.toFixed(0)} MB/s |`,
+      `| eleventy, site + plugin (example image, warm) | ${median(withPlugin).toFixed(2)} | ${spread(withPlugin)} | — | — | |`,
+      `| eleventy, same site without the plugin | ${median(withoutPlugin).toFixed(2)} | ${spread(withoutPlugin)} | — | — | |`,
     ].join('\n');
     const checks = [
       ['Cold build ≤ 0.5× skopeo sync', `${ratio(cold.walls, sync.walls)}×`, median(cold.walls) <= 0.5 * median(sync.walls)],
@@ -370,7 +381,8 @@ async function main(): Promise<void> {
         `${((warmSummary.requests.manifestHead + warmSummary.requests.manifestGet) / tagCount).toFixed(2)}`,
         warmSummary.requests.manifestHead + warmSummary.requests.manifestGet <= tagCount,
       ],
-      ['Warm rebuild ≤ 5% of cold', `${((median(warm.walls) / median(cold.walls)) * 100).toFixed(1)}%`, median(warm.walls) <= 0.05 * median(cold.walls)],
+      ['Warm rebuild ≤ 5% of cold (whole process)', `${((median(warm.walls) / median(cold.walls)) * 100).toFixed(1)}%`, median(warm.walls) <= 0.05 * median(cold.walls)],
+      ['Warm rebuild ≤ 5% of cold (build time, without Node start-up)', `${((median(warm.inner!) / median(cold.inner!)) * 100).toFixed(1)}%`, median(warm.inner!) <= 0.05 * median(cold.inner!)],
       ['Peak RSS ≤ 150 MB (cold build incl. the 1 GiB layer)', `${median(cold.rss).toFixed(0)} MB`, median(cold.rss) <= 150],
     ] as const;
     const targets = [

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real-component tests (test/harness/) need, from Debian 12's packages:
 #   docker-registry (distribution 2.8), skopeo, podman, containerd + ctr, dockerd + docker,
-#   htpasswd (apache2-utils), openssl, tar/gzip.
+#   htpasswd (apache2-utils), openssl, tar/gzip, and the static servers the host writers are
+#   tested on: nginx (nginx-light) and Apache 2.4 (apache2, which also ships /etc/apache2/magic).
 # Idempotent: does nothing when every command is already there. Starts no service (a
 # temporary policy-rc.d keeps the packages' init scripts from starting registry/containerd/docker).
 set -euo pipefail
@@ -20,6 +21,8 @@ declare -A PKG_OF=(
   [openssl]=openssl
   [tar]=tar
   [gzip]=gzip
+  [nginx]=nginx-light
+  [apache2]=apache2
 )
 # Always installed together with the above when something is missing. Pulling as root with
 # --storage-driver vfs needs none of podman's Recommends (uidmap, fuse-overlayfs, slirp4netns,
@@ -55,7 +58,8 @@ else
     exit 1
   fi
 
-  # Keep package scripts from starting services (docker-registry on :5000, containerd, dockerd).
+  # Keep package scripts from starting services (docker-registry on :5000, containerd, dockerd,
+  # nginx and apache2 on :80: the tests start their own on loopback ports).
   created_policy=0
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -87,5 +91,7 @@ fi
   podman --version
   containerd --version
   dockerd --version
+  nginx -v 2>&1
+  apache2 -v | head -1
   openssl version
 } 2>/dev/null | sed 's/^/install-test-deps: /' || true

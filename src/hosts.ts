@@ -1,6 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { RegistrishError } from './errors.ts';
 import { checkNetlifyLimits, mergeHeadersFile, renderNetlifyHeaders } from './netlify.ts';
+import { checkApache, renderApache } from './apache.ts';
+import { checkCloudflare, renderCloudflare } from './cloudflare.ts';
+import { checkNginx, renderNginx } from './nginx.ts';
 import type { PublishedPath } from './types.ts';
 
 // Host writers turn the neutral path descriptions into one host's configuration files. They know
@@ -41,7 +45,12 @@ const netlify: HostWriter = {
   },
 };
 
-export const HOST_WRITERS: Readonly<Record<string, HostWriter>> = { netlify };
+// nginx, Apache and Cloudflare Pages writers (src/nginx.ts, src/apache.ts, src/cloudflare.ts).
+const nginx: HostWriter = { name: 'nginx', check: checkNginx, render: renderNginx };
+const apache: HostWriter = { name: 'apache', check: checkApache, render: renderApache };
+const cloudflare: HostWriter = { name: 'cloudflare', check: checkCloudflare, render: renderCloudflare };
+
+export const HOST_WRITERS: Readonly<Record<string, HostWriter>> = { netlify, nginx, apache, cloudflare };
 
 /** Renders every selected host's files, prefixing warnings with the host's name. */
 export async function renderHosts(
@@ -51,8 +60,15 @@ export async function renderHosts(
 ): Promise<{ files: HostFile[]; warnings: string[] }> {
   const files: HostFile[] = [];
   const warnings: string[] = [];
+  const owner = new Map<string, string>();
   for (const w of writers) {
     const r = await w.render(outDir, paths);
+    for (const f of r.files) {
+      const other = owner.get(f.file);
+      // Netlify and Cloudflare Pages both read `_headers`, with different rules: one output, one host.
+      if (other) throw new RegistrishError(`hosts "${other}" and "${w.name}" both write ${f.file}: build them into separate output folders`);
+      owner.set(f.file, w.name);
+    }
     files.push(...r.files);
     warnings.push(...r.warnings.map((m) => `${w.name}: ${m}`));
   }
