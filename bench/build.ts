@@ -23,7 +23,7 @@ const summary = await buildRegistry({
   outputDir,
   cacheDir,
   hosts: ['netlify'],
-  imageConcurrency: 4,
+  imageConcurrency: 8,
   blobConcurrency: 6,
   linkMode: 'hardlink',
   logger: { info: () => {}, warn: (m) => console.error(m) },

@@ -33,7 +33,7 @@ export const DEFAULT_OPTIONS: Required<RegistrishOptions> = {
   cacheDir: '.cache/registrish',
   hosts: ['netlify'],
   concurrency: 6,
-  imageConcurrency: 4,
+  imageConcurrency: 8,
   linkMode: 'hardlink',
   verbose: true,
 };
