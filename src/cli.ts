@@ -43,6 +43,13 @@ const COMMANDS: Record<string, Command> = {
     // Lazy: the checker (and its HTTP stack) loads only when this command runs.
     run: async (argv, io) => (await import('./check.ts')).checkCommand(argv, io),
   },
+  deploy: {
+    summary: 'upload a built registry to an S3-compatible object store',
+    usage:
+      'Usage: registrish deploy s3://bucket[/prefix] [dir] [--endpoint-url URL] [--region R] [--path-style] [--acl public-read] [--delete] [--dry-run]\n(registrish deploy --help for details)',
+    // Lazy: the S3 client loads only when this command runs.
+    run: async (argv, io) => (await import('./deploy.ts')).deployCommand(argv, io),
+  },
 };
 
 function mainUsage(): string {

@@ -1,0 +1,310 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { CliIO } from './cli.ts';
+import { UsageError } from './cli.ts';
+import { HttpError, RegistrishError } from './errors.ts';
+import { headersFor } from './headers.ts';
+import { mapLimit } from './limit.ts';
+import { readPathsFile } from './output.ts';
+import { redact } from './redact.ts';
+import { S3Client, type S3Credentials } from './s3.ts';
+import { createAgent } from './transport.ts';
+import type { PublishedPath } from './types.ts';
+
+// `registrish deploy s3://bucket[/prefix] [dir]`: uploads a built registry to an S3-compatible
+// store with each object's Content-Type and Cache-Control from headersFor(), skipping objects
+// already there with the same digest, in an order that never exposes a tag before its content.
+
+export const DEPLOY_USAGE = `Usage: registrish deploy s3://bucket[/prefix] [dir] [options]
+
+Uploads the registry a build wrote to dir (default: _site) to an S3-compatible object store
+(AWS S3, Cloudflare R2, Scaleway, MinIO, …), with each object's exact Content-Type and
+Cache-Control. Objects already there with the same digest are skipped; nothing is deleted
+unless --delete is given. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+AWS_SESSION_TOKEN; region: --region, AWS_REGION or AWS_DEFAULT_REGION (default us-east-1);
+endpoint: --endpoint-url or AWS_ENDPOINT_URL (default AWS).
+
+Options:
+      --endpoint-url <url>  S3 API endpoint, e.g. https://<account>.r2.cloudflarestorage.com
+      --region <r>          signing region (R2: auto)
+      --path-style          address the bucket as <endpoint>/<bucket>/ (MinIO-like stores;
+                            the default for IP and localhost endpoints)
+      --acl <acl>           canned ACL for every object, e.g. public-read (stores using ACLs)
+      --delete              remove objects under <prefix>/v2/ that this build no longer publishes
+      --dry-run             say what would be uploaded and deleted, change nothing
+      --concurrency <n>     uploads at a time (default 8)
+  -h, --help                show this help`;
+
+export interface DeployTarget {
+  bucket: string;
+  /** '' or ending with '/'. */
+  prefix: string;
+}
+
+export function parseS3Url(text: string): DeployTarget {
+  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/u.exec(text);
+  if (!m) throw new UsageError(`target must look like s3://bucket[/prefix], got "${text}"`);
+  const bucket = m[1]!;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/u.test(bucket)) throw new UsageError(`"${bucket}" is not a valid bucket name`);
+  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/gu, '');
+  return { bucket, prefix: prefix ? `${prefix}/` : '' };
+}
+
+/** One object to put: where, what, and the headers it is stored with. */
+export interface Upload {
+  key: string;
+  file: string;
+  size: number;
+  /** sha256 hex of the bytes (signed payload hash and the `digest` metadata). */
+  sha256: string;
+  headers: Record<string, string>;
+  /** 0 blobs, 1 manifests by digest, 2 indexes by digest, 3 everything that moves (tags, lists). */
+  phase: number;
+  /** A store refusing it (MinIO rejects non-empty keys ending in `/`) is a warning, not a failure. */
+  optional?: boolean;
+}
+
+export interface DeployOptions {
+  dir: string;
+  target: DeployTarget;
+  endpoint: URL;
+  region: string;
+  credentials: S3Credentials;
+  pathStyle: boolean;
+  acl?: string;
+  delete: boolean;
+  dryRun: boolean;
+  concurrency: number;
+  log: (line: string) => void;
+  /** Retry delay base (tests make it short). */
+  retryBaseMs?: number;
+}
+
+export interface DeploySummary {
+  uploaded: string[];
+  skipped: number;
+  deleted: string[];
+  bytes: number;
+}
+
+const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
+/** Object metadata header carrying the content's sha256, compared on the next deploy. */
+const DIGEST_META = 'x-amz-meta-digest';
+const ACL_META = 'x-amz-meta-acl';
+
+function phaseOf(p: PublishedPath): number {
+  if (p.kind === 'blob') return 0;
+  if (p.kind === 'manifest' && p.immutable) return INDEX_TYPES.has(p.contentType) ? 2 : 1;
+  return 3;
+}
+
+/** The uploads a built tree needs, from its paths file (types are never guessed from files). */
+export async function planUploads(dir: string, prefix: string, acl?: string): Promise<Upload[]> {
+  const paths = await readPathsFile(dir);
+  const uploads: Upload[] = [];
+  await Promise.all(
+    paths.map(async (p) => {
+      const file = path.join(dir, ...p.file.split('/'));
+      const st = await stat(file).catch(() => undefined);
+      if (!st) throw new RegistrishError(`${file} is listed in the build's paths file but missing`, { hint: 'Rebuild the site.' });
+      if (st.size !== p.size) throw new RegistrishError(`${file} is ${st.size} bytes, the build described ${p.size}`, { hint: 'Rebuild the site.' });
+      // A blob's or manifest's sha256 digest is the hash of its bytes; anything else is hashed here.
+      const sha256 = p.digest?.startsWith('sha256:') ? p.digest.slice(7) : await hashFile(file);
+      const headers: Record<string, string> = {};
+      // Docker-Content-Digest and the API-version header cannot be set on S3 objects (only
+      // x-amz-meta-*); clients do without them (see docs/hosting-s3.md).
+      for (const [name, value] of headersFor(p)) {
+        if (name === 'Content-Type' || name === 'Cache-Control') headers[name.toLowerCase()] = value;
+      }
+      headers[DIGEST_META] = `sha256:${sha256}`;
+      if (acl) {
+        headers['x-amz-acl'] = acl;
+        // A HEAD cannot show an object's ACL: remember the one asked for, so that adding or
+        // changing --acl later re-uploads (re-ACLs) what was stored without it.
+        headers[ACL_META] = acl;
+      }
+      const base = { file, size: st.size, sha256, headers, phase: phaseOf(p) };
+      uploads.push({ ...base, key: prefix + p.file });
+      // `GET /v2/` on a REST endpoint reads the key `v2/`; website endpoints read `v2/index.html`.
+      if (p.kind === 'base') uploads.push({ ...base, key: `${prefix}v2/`, optional: true });
+    }),
+  );
+  return uploads.sort((a, b) => a.phase - b.phase || a.key.localeCompare(b.key));
+}
+
+async function hashFile(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** Same bytes (digest and size) and same headers: nothing to do. */
+function upToDate(u: Upload, info: Awaited<ReturnType<S3Client['head']>>): boolean {
+  if (!info) return false;
+  return (
+    info.meta['digest'] === `sha256:${u.sha256}` &&
+    info.size === u.size &&
+    info.contentType === u.headers['content-type'] &&
+    info.cacheControl === u.headers['cache-control'] &&
+    info.meta['acl'] === u.headers[ACL_META]
+  );
+}
+
+/** Delete the tags first and the blobs last, so a reader never sees a tag whose content is gone. */
+function deleteRank(key: string): number {
+  if (/\/blobs\/[^/]+$/u.test(key)) return 2;
+  if (/\/manifests\/sha256:[^/]+$/u.test(key)) return 1;
+  return 0;
+}
+
+export async function deploy(o: DeployOptions): Promise<DeploySummary> {
+  const uploads = await planUploads(o.dir, o.target.prefix, o.acl);
+  const dispatcher = createAgent({ connections: Math.max(2, o.concurrency) });
+  const client = new S3Client({
+    endpoint: o.endpoint,
+    region: o.region,
+    bucket: o.target.bucket,
+    credentials: o.credentials,
+    pathStyle: o.pathStyle,
+    dispatcher,
+    retryBaseMs: o.retryBaseMs,
+  });
+  const summary: DeploySummary = { uploaded: [], skipped: 0, deleted: [], bytes: 0 };
+  const verb = o.dryRun ? 'would upload' : 'upload';
+  try {
+    // Phase by phase: everything of one phase is stored before the next one starts.
+    for (const phase of [0, 1, 2, 3]) {
+      await mapLimit(
+        uploads.filter((u) => u.phase === phase),
+        o.concurrency,
+        async (u) => {
+          if (upToDate(u, await client.head(u.key))) {
+            summary.skipped++;
+            return;
+          }
+          if (!o.dryRun) {
+            try {
+              // Small files are read whole; blobs are streamed from disk on each attempt (multipart when large).
+              if (u.size <= 1024 * 1024) await client.put(u.key, { kind: 'buffer', data: await readFile(u.file) }, u.sha256, u.headers);
+              else await client.putFile(u.key, u.file, u.size, u.sha256, u.headers);
+            } catch (err) {
+              if (!(u.optional && err instanceof HttpError && err.status >= 400 && err.status < 500)) throw err;
+              o.log(`warning: the store refused ${u.key} (${err.message}); GET /v2/ then works only through a website endpoint or CDN serving v2/index.html`);
+              return;
+            }
+          }
+          // Logged once stored, so the log never claims an upload that failed.
+          o.log(`${verb} s3://${o.target.bucket}/${u.key} (${u.size} bytes, ${u.headers['content-type']})`);
+          summary.uploaded.push(u.key);
+          summary.bytes += u.size;
+        },
+      );
+    }
+    if (o.dryRun && client.forbiddenHeads > 0) {
+      o.log(
+        `warning: ${client.forbiddenHeads} objects answered 403: missing (without s3:ListBucket S3 cannot say 404), or the credentials are refused; a real deploy will tell`,
+      );
+    }
+    if (o.delete) {
+      // Only the registry tree is ours: the rest of the bucket (a web site, other prefixes) is left alone.
+      const wanted = new Set(uploads.map((u) => u.key));
+      const stale = (await client.list(`${o.target.prefix}v2/`)).filter((k) => !wanted.has(k));
+      for (const rank of [0, 1, 2]) {
+        await mapLimit(
+          stale.filter((k) => deleteRank(k) === rank),
+          o.concurrency,
+          async (key) => {
+            if (!o.dryRun) await client.delete(key);
+            o.log(`${o.dryRun ? 'would delete' : 'delete'} s3://${o.target.bucket}/${key}`);
+            summary.deleted.push(key);
+          },
+        );
+      }
+    }
+  } finally {
+    await dispatcher.close();
+  }
+  return summary;
+}
+
+function isIpOrLocal(host: string): boolean {
+  return host === 'localhost' || /^\d+\.\d+\.\d+\.\d+$/u.test(host) || host.startsWith('[');
+}
+
+/** The CLI entry: options and environment in, summary out. */
+export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'endpoint-url': { type: 'string' },
+        region: { type: 'string' },
+        'path-style': { type: 'boolean' },
+        acl: { type: 'string' },
+        delete: { type: 'boolean' },
+        'dry-run': { type: 'boolean' },
+        concurrency: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.stdout(`${DEPLOY_USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length === 0) throw new UsageError('missing target s3://bucket[/prefix]');
+  if (positionals.length > 2) throw new UsageError(`expected a target and a directory, got: ${positionals.join(' ')}`);
+  const target = parseS3Url(positionals[0]!);
+  const dir = positionals[1] ?? '_site';
+  const concurrencyText = values.concurrency ?? '8';
+  if (!/^\d+$/u.test(concurrencyText) || Number(concurrencyText) < 1 || Number(concurrencyText) > 64) {
+    throw new UsageError(`--concurrency must be 1–64, got "${concurrencyText}"`);
+  }
+  const region = values.region || env['AWS_REGION'] || env['AWS_DEFAULT_REGION'] || 'us-east-1';
+  const endpointText = values['endpoint-url'] || env['AWS_ENDPOINT_URL_S3'] || env['AWS_ENDPOINT_URL'] || `https://s3.${region}.amazonaws.com`;
+  let endpoint: URL;
+  try {
+    endpoint = new URL(endpointText);
+  } catch {
+    throw new UsageError(`--endpoint-url must be a URL, got "${redact(endpointText)}"`);
+  }
+  if (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:') throw new UsageError('--endpoint-url must be http(s)://');
+  if (endpoint.username || endpoint.password) throw new UsageError('--endpoint-url must not carry credentials; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
+  const accessKeyId = env['AWS_ACCESS_KEY_ID'];
+  const secretAccessKey = env['AWS_SECRET_ACCESS_KEY'];
+  if (!accessKeyId || !secretAccessKey) {
+    throw new RegistrishError('no S3 credentials', { hint: 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials).' });
+  }
+  const credentials: S3Credentials = { accessKeyId, secretAccessKey, sessionToken: env['AWS_SESSION_TOKEN'] || undefined };
+  // Dotted bucket names break TLS on virtual-hosted URLs; IPs and localhost have no bucket subdomains.
+  const pathStyle = values['path-style'] === true || isIpOrLocal(endpoint.hostname) || target.bucket.includes('.');
+  const summary = await deploy({
+    dir,
+    target,
+    endpoint,
+    region,
+    credentials,
+    pathStyle,
+    acl: values.acl,
+    delete: values.delete === true,
+    dryRun: values['dry-run'] === true,
+    concurrency: Number(concurrencyText),
+    log: (line) => io.stdout(`${redact(line)}\n`),
+  });
+  const mib = (summary.bytes / 1024 / 1024).toFixed(1);
+  const what = values['dry-run'] ? 'dry run: would upload' : 'uploaded';
+  io.stdout(
+    `registrish: ${what} ${summary.uploaded.length} objects (${mib} MiB), ${summary.skipped} already up to date` +
+      `${values.delete ? `, ${values['dry-run'] ? 'would delete' : 'deleted'} ${summary.deleted.length}` : ''} — s3://${target.bucket}/${target.prefix}\n`,
+  );
+  return 0;
+}
