@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { lstat, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliIO } from './cli.ts';
@@ -11,6 +11,7 @@ import { mapLimit } from './limit.ts';
 import { readPathsFile } from './output.ts';
 import { redact } from './redact.ts';
 import { S3Client, type S3Credentials } from './s3.ts';
+import { isIndexType } from './media-types.ts';
 import { createAgent } from './transport.ts';
 import type { PublishedPath } from './types.ts';
 
@@ -49,8 +50,34 @@ export function parseS3Url(text: string): DeployTarget {
   if (!m) throw new UsageError(`target must look like s3://bucket[/prefix], got "${text}"`);
   const bucket = m[1]!;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/u.test(bucket)) throw new UsageError(`"${bucket}" is not a valid bucket name`);
-  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/gu, '');
+  const raw = m[2] ?? '';
+  const prefix = raw.replace(/\/+$/u, '');
+  if (prefix && badSegment(prefix)) {
+    throw new UsageError(`the prefix in "${text}" must not have empty, "." or ".." segments (nor their percent-encoded forms)`);
+  }
   return { bucket, prefix: prefix ? `${prefix}/` : '' };
+}
+
+/** True when a `/`-separated path has an empty, `.` or `..` segment, also percent-encoded. */
+function badSegment(p: string): boolean {
+  return p.split('/').some((seg) => {
+    let decoded = seg;
+    // Decode repeatedly: `%252e` is `%2e` once decoded, which a proxy or store may decode again.
+    for (let i = 0; i < 4 && /%[0-9a-f]{2}/iu.test(decoded); i++) {
+      try {
+        decoded = decodeURIComponent(decoded);
+      } catch {
+        return true;
+      }
+    }
+    return decoded === '' || decoded === '.' || decoded === '..' || decoded.includes('/');
+  });
+}
+
+/** Every key deploy writes passes this; the `v2/` key of `GET /v2/` is the one trailing slash allowed. */
+export function assertSafeKey(key: string): void {
+  const body = key.endsWith('/v2/') || key === 'v2/' ? key.slice(0, -1) : key;
+  if (badSegment(body)) throw new UsageError(`refusing the object key "${key}": empty, "." or ".." segment`);
 }
 
 /** One object to put: where, what, and the headers it is stored with. */
@@ -61,7 +88,7 @@ export interface Upload {
   /** sha256 hex of the bytes (signed payload hash and the `digest` metadata). */
   sha256: string;
   headers: Record<string, string>;
-  /** 0 blobs, 1 manifests by digest, 2 indexes by digest, 3 everything that moves (tags, lists). */
+  /** 0 blobs, 1 manifests by digest, 2 indexes by digest, 3 tag manifests, 4 tags/list, _catalog and /v2/. */
   phase: number;
   /** A store refusing it (MinIO rejects non-empty keys ending in `/`) is a warning, not a failure. */
   optional?: boolean;
@@ -90,26 +117,34 @@ export interface DeploySummary {
   bytes: number;
 }
 
-const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
 /** Object metadata header carrying the content's sha256, compared on the next deploy. */
 const DIGEST_META = 'x-amz-meta-digest';
 const ACL_META = 'x-amz-meta-acl';
 
 function phaseOf(p: PublishedPath): number {
   if (p.kind === 'blob') return 0;
-  if (p.kind === 'manifest' && p.immutable) return INDEX_TYPES.has(p.contentType) ? 2 : 1;
-  return 3;
+  if (p.kind === 'manifest' && p.immutable) return isIndexType(p.contentType) ? 2 : 1;
+  if (p.kind === 'manifest') return 3;
+  // Lists and the base last, so a list never names a tag whose manifest is not stored yet.
+  return 4;
 }
 
 /** The uploads a built tree needs, from its paths file (types are never guessed from files). */
 export async function planUploads(dir: string, prefix: string, acl?: string): Promise<Upload[]> {
   const paths = await readPathsFile(dir);
+  const root = await realpath(dir);
   const uploads: Upload[] = [];
   await Promise.all(
     paths.map(async (p) => {
       const file = path.join(dir, ...p.file.split('/'));
-      const st = await stat(file).catch(() => undefined);
+      // lstat: a symlink (which could point anywhere on disk) is never followed nor uploaded.
+      const st = await lstat(file).catch(() => undefined);
       if (!st) throw new RegistrishError(`${file} is listed in the build's paths file but missing`, { hint: 'Rebuild the site.' });
+      if (!st.isFile()) throw new RegistrishError(`${file} is not a regular file (a symlink or a directory); refusing to upload it`, { hint: 'Rebuild the site.' });
+      // …nor one reached through a symlinked folder leading out of the build.
+      const real = await realpath(file);
+      if (!real.startsWith(root + path.sep)) throw new RegistrishError(`${file} resolves outside ${dir} (a symlinked folder); refusing to upload it`, { hint: 'Rebuild the site.' });
+      assertSafeKey(prefix + p.file);
       if (st.size !== p.size) throw new RegistrishError(`${file} is ${st.size} bytes, the build described ${p.size}`, { hint: 'Rebuild the site.' });
       // A blob's or manifest's sha256 digest is the hash of its bytes; anything else is hashed here.
       const sha256 = p.digest?.startsWith('sha256:') ? p.digest.slice(7) : await hashFile(file);
@@ -176,7 +211,7 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
   const verb = o.dryRun ? 'would upload' : 'upload';
   try {
     // Phase by phase: everything of one phase is stored before the next one starts.
-    for (const phase of [0, 1, 2, 3]) {
+    for (const phase of [0, 1, 2, 3, 4]) {
       await mapLimit(
         uploads.filter((u) => u.phase === phase),
         o.concurrency,

@@ -1,10 +1,10 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import { HttpError, RegistrishError } from './errors.ts';
 import { addSecret, redact } from './redact.ts';
-import { RETRYABLE_STATUSES, USER_AGENT } from './transport.ts';
+import { firstHeader, parseRetryAfter, RETRYABLE_STATUSES, USER_AGENT } from './transport.ts';
 
 // A minimal S3 client: AWS Signature V4 over undici, just the calls `deploy` needs
 // (HEAD, PUT, DELETE, ListObjectsV2). Written here rather than pulling in the AWS SDK (tens of
@@ -41,7 +41,6 @@ export interface S3ObjectInfo {
   size: number;
   contentType?: string;
   cacheControl?: string;
-  etag?: string;
   /** Lower-cased `x-amz-meta-*` names, without the prefix. */
   meta: Record<string, string>;
 }
@@ -53,7 +52,7 @@ export type S3Body =
   /** Bytes start..end (inclusive) of a file: one part of a multipart upload. */
   | { kind: 'range'; path: string; start: number; end: number };
 
-/** S3's hard limit for one PUT; larger objects need a multipart upload, which we do not do. */
+/** S3's hard limit for one PUT; putFile() sends larger files as a multipart upload. */
 export const MAX_SINGLE_PUT = 5 * 1024 ** 3;
 const MIB = 1024 * 1024;
 const MAX_PARTS = 10_000;
@@ -125,6 +124,8 @@ export function signV4(input: SignInput): Record<string, string> {
   return headers;
 }
 
+// transport.ts keeps its equivalent set private (and its backoff is a Transport method), so these
+// two stay here; the retryable statuses and Retry-After parsing are imported from it.
 const RETRYABLE_CODES: ReadonlySet<string> = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
@@ -188,7 +189,7 @@ export class S3Client {
     for (const [k, v] of Object.entries(h)) {
       if (k.toLowerCase().startsWith('x-amz-meta-') && v !== undefined) meta[k.toLowerCase().slice('x-amz-meta-'.length)] = String(v);
     }
-    return { size: Number(one('content-length') ?? -1), contentType: one('content-type'), cacheControl: one('cache-control'), etag: one('etag'), meta };
+    return { size: Number(one('content-length') ?? -1), contentType: one('content-type'), cacheControl: one('cache-control'), meta };
   }
 
   /** Single PUT. `sha256Hex` is the payload's SHA-256 (signed: the store verifies the bytes). */
@@ -218,14 +219,24 @@ export class S3Client {
     const id = xmlDecode(uploadId);
     try {
       const etags: string[] = [];
+      // The store checks each part against its signed hash, never the whole object: hash the whole
+      // file from the same reads, so an object whose bytes differ from `sha256` (the file changed
+      // since it was planned) is aborted, never completed with a digest metadata it does not match.
+      const whole = createHash('sha256');
       for (let start = 0, n = 1; start < size; start += partSize, n++) {
         const end = Math.min(size, start + partSize) - 1;
         const url = this.withQuery(key, { partNumber: String(n), uploadId: id });
-        const hash = await hashRange(file, start, end);
+        const hash = await hashRange(file, start, end, whole);
         const res = await this.send('PUT', url, { 'content-length': String(end - start + 1) }, { kind: 'range', path: file, start, end }, hash);
         const etag = res.headers['etag'];
         if (res.status !== 200 || typeof etag !== 'string') throw this.fail(`UploadPart ${n}`, key, res);
         etags.push(etag);
+      }
+      const actual = whole.digest('hex');
+      if (actual !== sha256) {
+        throw new RegistrishError(`${key}: ${file} no longer has the expected sha256 ${sha256} (read ${actual}); the upload was aborted`, {
+          hint: 'The file changed during the deploy: rebuild the site, then deploy again.',
+        });
       }
       const xml =
         '<CompleteMultipartUpload>' +
@@ -314,7 +325,9 @@ export class S3Client {
         });
       }
       if (RETRYABLE_STATUSES.has(res.status) && attempt < maxRetries) {
-        await sleep(backoff(base, attempt));
+        // A store that says when to come back (429/503 Retry-After) is obeyed, within 30 s.
+        const after = parseRetryAfter(firstHeader(res.headers, 'retry-after'));
+        await sleep(after !== undefined ? Math.min(after, 30_000) : backoff(base, attempt));
         continue;
       }
       return res;
@@ -346,9 +359,12 @@ function backoff(base: number, attempt: number): number {
   return Math.min(30_000, base * 2 ** attempt) * (0.5 + Math.random() / 2);
 }
 
-async function hashRange(file: string, start: number, end: number): Promise<string> {
+async function hashRange(file: string, start: number, end: number, whole?: Hash): Promise<string> {
   const h = createHash('sha256');
-  for await (const chunk of createReadStream(file, { start, end })) h.update(chunk as Buffer);
+  for await (const chunk of createReadStream(file, { start, end })) {
+    h.update(chunk as Buffer);
+    whole?.update(chunk as Buffer);
+  }
   return h.digest('hex');
 }
 

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { createRequire } from 'node:module';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry } from '../src/build.ts';
@@ -15,7 +15,9 @@ import { seedUpstream, type Fixtures } from './harness/images.ts';
 import { hasCommand, makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 
-// `registrish deploy` against a real S3-compatible server (s3rver, which verifies SigV4), with
+// `registrish deploy` against a real S3-compatible server (s3rver, which checks the access key id
+// but NOT SigV4 signatures: see node_modules/s3rver/lib/middleware/authentication.js; signatures
+// are checked against the AWS documentation and botocore vectors below instead), with
 // a registry built from a real upstream, then pulled by real clients through a root-path front:
 // a tiny reverse proxy mapping `/v2/…` to the bucket's path-style URL, as a virtual-hosted
 // bucket, a website endpoint or a CDN would.
@@ -52,14 +54,18 @@ function requireTool(cmd: string): void {
   if (!hasCommand(cmd)) throw new Error(`${cmd} is not installed: run "sudo bash scripts/install-test-deps.sh" (Debian 12)`);
 }
 
-async function deployCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+async function deployCli(
+  args: string[],
+  env: Record<string, string> = {},
+  where: { target?: string; dir?: string; endpoint?: string } = {},
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const io: CliIO = { stdout: (t) => (out += t), stderr: (t) => (err += t), untilStopped: () => new Promise(() => {}) };
   const saved = { ...process.env };
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: ACCESS_KEY, AWS_SECRET_ACCESS_KEY: SECRET, AWS_SESSION_TOKEN: SESSION, AWS_REGION: 'us-east-1' }, env);
   try {
-    const code = await main(['deploy', `s3://${BUCKET}/${PREFIX}`, site, '--endpoint-url', s3Url, ...args], io);
+    const code = await main(['deploy', where.target ?? `s3://${BUCKET}/${PREFIX}`, where.dir ?? site, '--endpoint-url', where.endpoint ?? s3Url, ...args], io);
     allOutput.push(out, err);
     return { code, out, err };
   } finally {
@@ -87,7 +93,7 @@ function startProxy(): Promise<http.Server> {
         r.pipe(res);
       },
     );
-    up.on('error', () => res.writeHead(502).end());
+    up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
     up.end();
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
@@ -103,7 +109,7 @@ beforeAll(async () => {
   } catch {
     throw new Error('s3rver (the S3-compatible test server) is missing: run "npm install" (it is a devDependency)');
   }
-  // s3rver verifies SigV4 against its account registry: give it credentials of our own.
+  // s3rver looks the access key id up in its account registry: give it credentials of our own.
   (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(ACCESS_KEY, SECRET);
   s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: path.join(project, 's3'), silent: true, configureBuckets: [{ name: BUCKET }] });
   s3Url = `http://127.0.0.1:${(await s3.run()).port}`;
@@ -282,6 +288,13 @@ describe('deploy to an S3-compatible store', () => {
     const firstDigestManifest = lines.findIndex((l) => l.includes('/manifests/sha256:'));
     expect(lastBlob).toBeLessThan(firstDigestManifest);
     expect(lastDigestManifest).toBeLessThan(firstTag);
+    // Lists (and /v2/) only once every tag manifest is stored: a list never names a missing tag.
+    const lastTag = Math.max(...lines.map((l, i) => (/\/manifests\/(?!sha256:)/u.test(l) ? i : -1)));
+    const isList = (l: string): boolean => /\/(tags\/list|_catalog|v2\/index\.html|v2\/) \(/u.test(l);
+    const firstList = lines.findIndex(isList);
+    expect(lines.filter(isList).length).toBeGreaterThanOrEqual(4);
+    expect(lastTag).toBeLessThan(firstList);
+    expect(lines.slice(firstList).every(isList)).toBe(true);
 
     for (const p of paths) {
       const info = await client.head(`${PREFIX}/${p.file}`);
@@ -405,6 +418,8 @@ describe('deploy to an S3-compatible store', () => {
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       });
+      // An upstream reset must answer 502 (or drop this connection), never crash the worker.
+      up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
       req.pipe(up);
     });
     await new Promise<void>((r) => minioish.listen(0, '127.0.0.1', r));
@@ -415,7 +430,10 @@ describe('deploy to an S3-compatible store', () => {
       Object.assign(process.env, { AWS_ACCESS_KEY_ID: ACCESS_KEY, AWS_SECRET_ACCESS_KEY: SECRET });
       const endpoint = `http://127.0.0.1:${(minioish.address() as { port: number }).port}`;
       const code = await main(['deploy', `s3://${BUCKET}/minioish`, site, '--endpoint-url', endpoint], io).finally(() => {
-        for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) if (!(k in saved)) delete process.env[k];
+        for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+          if (saved[k] === undefined) delete process.env[k];
+          else process.env[k] = saved[k];
+        }
       });
       allOutput.push(out);
       expect(code, out).toBe(0);
@@ -439,6 +457,84 @@ describe('deploy to an S3-compatible store', () => {
     const text = allOutput.join('\n');
     expect(text.length).toBeGreaterThan(0);
     for (const secret of [SECRET, SESSION]) expect(text).not.toContain(secret);
+  });
+
+  it('refuses a tampered paths file, a symlink out of the build and a prefix with `..`, uploading nothing', async () => {
+    // A paths file naming `../../x`.
+    const tampered = path.join(project, 'tampered-site');
+    cpSync(site, tampered, { recursive: true });
+    const pf = path.join(tampered, 'v2', '.registrish-paths.json');
+    const parsed = JSON.parse(readFileSync(pf, 'utf8')) as { paths: { file: string; urlPath: string }[] };
+    parsed.paths.push({ ...parsed.paths[0]!, file: '../../x', urlPath: '/../../x' });
+    writeFileSync(pf, JSON.stringify(parsed));
+    const r1 = await deployCli([], {}, { target: `s3://${BUCKET}/tampered`, dir: tampered });
+    expect(r1.code).toBe(1);
+    expect(r1.err).toMatch(/registrish-paths\.json: entry \d+ \(file "\.\.\/\.\.\/x"\)/u);
+
+    // A blob replaced by a symlink to a file outside the build.
+    const linked = path.join(project, 'linked-site');
+    cpSync(site, linked, { recursive: true });
+    const blob = (await readPathsFile(linked)).find((p) => p.kind === 'blob')!;
+    const outside = path.join(project, 'outside-secret');
+    writeFileSync(outside, Buffer.alloc(blob.size, 'x'));
+    const blobFile = path.join(linked, ...blob.file.split('/'));
+    rmSync(blobFile);
+    symlinkSync(outside, blobFile);
+    const r2 = await deployCli([], {}, { target: `s3://${BUCKET}/linked`, dir: linked });
+    expect(r2.code).toBe(1);
+    expect(r2.err).toMatch(/not a regular file/u);
+
+    // Prefixes escaping the bucket path.
+    for (const target of [`s3://${BUCKET}/../escaped`, `s3://${BUCKET}/a/%2e%2e/b`, `s3://${BUCKET}/a//b`, `s3://${BUCKET}/./a`]) {
+      const r = await deployCli([], {}, { target });
+      expect(r.code, target).toBe(2);
+      expect(r.err, target).toMatch(/empty, "\." or "\.\." segments/u);
+    }
+    expect(await client.list('tampered/')).toEqual([]);
+    expect(await client.list('linked/')).toEqual([]);
+    expect(await client.list('escaped/')).toEqual([]);
+    expect(await client.list('a/')).toEqual([]);
+  });
+
+  it('never shows the secret key nor the session token when a store echoes them back', async () => {
+    // Answers every request 403 SignatureDoesNotMatch, echoing the Authorization header and the token.
+    const stub = http.createServer((req, res) => {
+      req.resume();
+      const echo = `${String(req.headers['authorization'])} token=${String(req.headers['x-amz-security-token'])} secret=${SECRET}`;
+      res
+        .writeHead(403, { 'content-type': 'application/xml' })
+        .end(`<Error><Code>SignatureDoesNotMatch</Code><Message>${echo}</Message><StringToSign>${echo}</StringToSign></Error>`);
+    });
+    await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
+    const endpoint = `http://127.0.0.1:${(stub.address() as { port: number }).port}`;
+    try {
+      const r = await deployCli([], {}, { target: `s3://${BUCKET}/stub`, endpoint });
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/SignatureDoesNotMatch/u);
+      for (const secret of [SECRET, SESSION]) {
+        expect(r.out).not.toContain(secret);
+        expect(r.err).not.toContain(secret);
+      }
+      // The errors thrown by the client (message and hint) carry neither either.
+      const direct = new S3Client({
+        endpoint: new URL(endpoint),
+        region: 'us-east-1',
+        bucket: BUCKET,
+        credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET, sessionToken: SESSION },
+        pathStyle: true,
+        dispatcher: agent,
+      });
+      const err = await direct.put('stub/obj', { kind: 'buffer', data: Buffer.from('x') }, 'a'.repeat(64), {}).then(
+        () => undefined,
+        (e: unknown) => e as Error & { hint?: string },
+      );
+      expect(err).toBeDefined();
+      const text = `${err!.message}\n${err!.hint ?? ''}\n${err!.stack ?? ''}`;
+      expect(text).toMatch(/SignatureDoesNotMatch/u);
+      for (const secret of [SECRET, SESSION]) expect(text).not.toContain(secret);
+    } finally {
+      await new Promise((r) => stub.close(r));
+    }
   });
 });
 
@@ -488,6 +584,34 @@ describe('S3 client', () => {
     expect(createHash('sha256').update(Buffer.from(await res.arrayBuffer())).digest('hex')).toBe(sha);
   });
 
+  it('aborts a multipart upload whose whole file does not have the expected digest', async () => {
+    const { createHash, randomBytes } = await import('node:crypto');
+    const data = randomBytes(11 * 1024 * 1024);
+    const file = path.join(project, 'parts-wrong.bin');
+    writeFileSync(file, data);
+    const wrong = createHash('sha256').update('something else').digest('hex');
+    const sent: string[] = [];
+    const parted = new S3Client({
+      endpoint: new URL(s3Url),
+      region: 'us-east-1',
+      bucket: BUCKET,
+      credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
+      pathStyle: true,
+      dispatcher: agent.compose((dispatch) => (opts, handler) => {
+        sent.push(`${opts.method} ${opts.path}`);
+        return dispatch(opts, handler);
+      }),
+      multipartThreshold: 5 * 1024 * 1024,
+      partSize: 5 * 1024 * 1024,
+    });
+    const headers = { 'content-type': 'application/octet-stream', 'x-amz-meta-digest': `sha256:${wrong}` };
+    await expect(parted.putFile('parts/wrong', file, data.length, wrong, headers)).rejects.toThrow(/no longer has the expected sha256.*aborted/u);
+    // Created, parts sent, then aborted (DELETE ?uploadId), never completed.
+    expect(sent.filter((r) => r.startsWith('POST '))).toHaveLength(1);
+    expect(sent.filter((r) => /^DELETE .*uploadId=/u.test(r))).toHaveLength(1);
+    expect(await parted.head('parts/wrong')).toBeUndefined();
+  });
+
   it('retries 503 answers and connection resets', async () => {
     const seen = new Map<string, number>();
     const target = new URL(s3Url);
@@ -505,6 +629,8 @@ describe('S3 client', () => {
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       });
+      // An upstream reset must answer 502 (or drop this connection), never crash the worker.
+      up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
       req.pipe(up);
     });
     await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
