@@ -2,6 +2,7 @@ import path from 'node:path';
 import { RegistrishError } from './errors.ts';
 import { headersFor } from './headers.ts';
 import type { HostCheck, HostFile } from './hosts.ts';
+import { compareStrings } from './netlify.ts';
 import type { PublishedPath } from './types.ts';
 
 // Apache writer (shared hosting): one `.htaccess` in every folder of the tree that holds registry
@@ -42,10 +43,6 @@ function apacheStringProblem(s: string): string | undefined {
   // could be read as variables; registry names, tags and header values never hold them.
   const bad = /[\u0000-\u001f\u007f"\\%$<>{}]/u.exec(s);
   return bad ? `it contains ${JSON.stringify(bad[0])}` : undefined;
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 export function checkApache(paths: readonly PublishedPath[]): HostCheck {
@@ -100,8 +97,8 @@ function directive(name: string, value: Value, indent: string): string {
   return value === undefined ? `${indent}Header unset ${name}` : `${indent}Header set ${name} "${value}"`;
 }
 
-/** Plans every folder's .htaccess (pure; exported for tests). */
-export function planApache(paths: readonly PublishedPath[]): DirPlan[] {
+/** Plans every folder's .htaccess (pure). */
+function planApache(paths: readonly PublishedPath[]): DirPlan[] {
   const headerNames: string[] = [];
   const byDir = new Map<string, Map<string, Map<string, string>>>();
   for (const p of paths) {

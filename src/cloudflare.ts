@@ -3,7 +3,7 @@ import path from 'node:path';
 import { RegistrishError } from './errors.ts';
 import { headersFor } from './headers.ts';
 import type { HostCheck, HostFile } from './hosts.ts';
-import { mergeHeadersFile } from './netlify.ts';
+import { compareStrings, mergeHeadersFile } from './netlify.ts';
 import type { PublishedPath } from './types.ts';
 
 // Cloudflare Pages writer: `_headers` within Pages' limits, and a top-level `404.html`.
@@ -42,10 +42,6 @@ export interface CfRule {
   path: string;
   set: Array<[name: string, value: string]>;
   unset: string[];
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/u;
@@ -217,6 +213,50 @@ export function cloudflareMismatches(rules: readonly CfRule[], paths: readonly P
   return out;
 }
 
+/**
+ * The rules of a `_headers` text as Cloudflare Pages reads them: a path line (`/…` or `https://…`)
+ * starts a rule, `Name: value` sets, `! Name` unsets; comments and blank lines are skipped.
+ */
+export function parseCloudflareHeaders(text: string): Array<CfRule & { line: number }> {
+  const rules: Array<CfRule & { line: number }> = [];
+  for (const [i, raw] of text.replace(/\r\n/gu, '\n').split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('/') || line.startsWith('https://')) {
+      rules.push({ path: line, set: [], unset: [], line: i + 1 });
+      continue;
+    }
+    const rule = rules.at(-1);
+    if (!rule) continue;
+    if (line.startsWith('!')) {
+      rule.unset.push(line.slice(1).trim());
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon > 0) rule.set.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
+  }
+  // Pages drops a path without header lines; a host-qualified rule never matches a bare path.
+  return rules.filter((r) => (r.set.length > 0 || r.unset.length > 0) && !r.path.startsWith('https://'));
+}
+
+/**
+ * Every rule of the final `_headers` (the registry's and the site's own) applied with Pages'
+ * semantics to every published URL: a site rule that changes a registry header is a build error.
+ */
+export function cloudflareMergedProblem(mergedText: string, ours: readonly CfRule[], paths: readonly PublishedPath[]): string | undefined {
+  const all = parseCloudflareHeaders(mergedText);
+  const ourKeys = new Set(ours.map((r) => JSON.stringify([r.path, r.set, r.unset])));
+  const bad = cloudflareMismatches(all, paths);
+  if (bad.length === 0) return undefined;
+  const example = bad[0]!;
+  const url = example.slice(0, example.indexOf(': '));
+  const culprits = all.filter((r) => !ourKeys.has(JSON.stringify([r.path, r.set, r.unset])) && cloudflareRuleRegExp(r.path)?.test(url));
+  const who = culprits.length
+    ? `your _headers rule${culprits.length > 1 ? 's' : ''} ${culprits.map((r) => `"${r.path}" (line ${r.line})`).join(', ')}`
+    : 'the merged _headers rules';
+  return `on Cloudflare Pages every matching _headers rule applies and repeated headers are comma-joined: ${who} would change registry headers, e.g. ${example}${bad.length > 1 ? ` (and ${bad.length - 1} more URL${bad.length > 2 ? 's' : ''})` : ''}`;
+}
+
 const repoOf = (p: PublishedPath): string => parse(p).repo ?? p.urlPath;
 
 export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
@@ -285,6 +325,12 @@ export async function renderCloudflare(outDir: string, paths: PublishedPath[]): 
       `_headers would have ${ruleCount} rules (${rules.length} for the registry); Cloudflare Pages reads at most ${CLOUDFLARE_MAX_RULES}`,
       { hint: 'Remove some of your own _headers rules, or publish fewer tags.' },
     );
+  }
+  const problem = cloudflareMergedProblem(merged.text, rules, paths);
+  if (problem) {
+    throw new RegistrishError(problem, {
+      hint: 'Narrow your own _headers rule so it does not match /v2/ URLs, or drop the registry header names from it.',
+    });
   }
   const files: HostFile[] = [{ file: '_headers', text: merged.text }];
   let has404 = true;

@@ -66,7 +66,8 @@ function assertHeaderText(urlPath: string, name: string, value: string): void {
 }
 
 /** Code-unit order: deterministic across machines and locales. */
-function compareStrings(a: string, b: string): number {
+/** Plain code-unit order (locale-independent), shared by every host writer. */
+export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
-import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, renderCloudflare } from '../src/cloudflare.ts';
+import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/cloudflare.ts';
 import { headersFor } from '../src/headers.ts';
 import { renderNetlifyHeaders } from '../src/netlify.ts';
 import type { PublishedPath } from '../src/types.ts';
@@ -192,6 +192,31 @@ describe('Cloudflare Pages _headers', () => {
       const own = Array.from({ length: 99 }, (_, i) => `/page${i}\n  X-Mine: ${i}\n`).join('');
       await writeFile(path.join(site, '_headers'), own);
       await expect(renderCloudflare(site, summary.paths)).rejects.toThrow(/at most 100/u);
+    } finally {
+      removeDir(site);
+    }
+  });
+
+  it('a site rule that overlaps registry headers is a build error naming the rule and a URL', async () => {
+    const site = makeTempDir('rsh-cf4-');
+    try {
+      const repo = summary.paths.find((p) => p.kind === 'manifest')!.urlPath.split('/')[2]!;
+      await writeFile(path.join(site, '_headers'), `/index.html\n  X-Frame-Options: DENY\n\n/v2/${repo}/*\n  Content-Type: text/plain\n`);
+      await expect(renderCloudflare(site, summary.paths)).rejects.toThrow(new RegExp(`"/v2/${repo}/\\*" \\(line 4\\).*e\\.g\\. /v2/${repo}/`, 'su'));
+    } finally {
+      removeDir(site);
+    }
+  });
+
+  it('a site rule that does not touch /v2/ still passes, and Pages\' parser agrees with the merged file', async () => {
+    const site = makeTempDir('rsh-cf5-');
+    try {
+      await writeFile(path.join(site, '_headers'), '/index.html\n  X-Frame-Options: DENY\n');
+      const r = await renderCloudflare(site, summary.paths);
+      const text = r.files[0]!.text;
+      expect(text).toContain('X-Frame-Options: DENY');
+      expect(parseCloudflareHeaders(text).map((x) => x.path)).toEqual(parsePagesHeaders(text).rules.map((x) => x.path));
+      expect(cloudflareMergedProblem(text, planCloudflareRules(summary.paths), summary.paths)).toBeUndefined();
     } finally {
       removeDir(site);
     }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
 import { headersFor } from '../src/headers.ts';
-import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FILE, checkNginx } from '../src/nginx.ts';
+import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FILE, checkNginx, renderNginxServerInclude } from '../src/nginx.ts';
 import type { PublishedPath } from '../src/types.ts';
 import { ctrPull, dockerPull, podmanPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
 import { seedUpstream, type Fixtures } from './harness/images.ts';
@@ -176,7 +176,7 @@ describe('nginx serves the generated configuration', () => {
 
   it('writes a server include that nginx accepts, and a docker-compose.yml on port 5555', async () => {
     const include = await readFile(path.join(out, NGINX_SERVER_FILE), 'utf8');
-    expect(include).toContain(`root ${out};`);
+    expect(include).toContain(`root "${out}";`);
     const wrapper = path.join(runDir, 'include-test.conf');
     await writeFile(wrapper, `events {}\nhttp {\n    include ${path.join(out, NGINX_SERVER_FILE)};\n}\n`);
     const t = await run(NGINX_BIN, ['-t', '-p', `${runDir}/`, '-c', wrapper, '-e', 'stderr', '-g', `pid ${path.join(runDir, 't.pid')};`], { allowFailure: true });
@@ -185,6 +185,37 @@ describe('nginx serves the generated configuration', () => {
     expect(compose).toContain('"5555:5555"');
     expect(compose).toMatch(/image: nginx:/u);
     expect(compose).toContain(NGINX_STANDALONE_FILE);
+  });
+
+  it('quotes an output folder with a space, and nginx -t accepts the include', async () => {
+    const spaced = path.join(runDir, 'out with space');
+    fs.mkdirSync(spaced, { recursive: true });
+    const include = renderNginxServerInclude(summary.paths, spaced);
+    expect(include).toContain(`root "${spaced}";`);
+    // The path never lands in a comment line.
+    expect(include.split('\n').filter((l) => l.trimStart().startsWith('#') && l.includes(spaced))).toEqual([]);
+    const file = path.join(runDir, 'spaced-include.conf');
+    await writeFile(file, include);
+    const wrapper = path.join(runDir, 'spaced-test.conf');
+    await writeFile(wrapper, `events {}\nhttp {\n    include ${file};\n}\n`);
+    const t = await run(NGINX_BIN, ['-t', '-p', `${runDir}/`, '-c', wrapper, '-e', 'stderr', '-g', `pid ${path.join(runDir, 't2.pid')};`], { allowFailure: true });
+    expect(t.code, t.stderr).toBe(0);
+  });
+
+  it('refuses an output folder that would inject nginx directives', () => {
+    for (const bad of ['/srv/a;b', '/srv/a\nroot /etc', '/srv/$x', '/srv/a{b}', '/srv/a"b']) {
+      expect(() => renderNginxServerInclude(summary.paths, bad)).toThrow(/output folder .* cannot be written as an nginx root/u);
+    }
+  });
+
+  it('serves /.well-known/ but no other dotfile', async () => {
+    fs.mkdirSync(path.join(out, '.well-known', 'acme-challenge'), { recursive: true });
+    await writeFile(path.join(out, '.well-known', 'acme-challenge', 'tok'), 'tok.key');
+    const ok = await fetch(`${base()}/.well-known/acme-challenge/tok`);
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toBe('tok.key');
+    expect((await fetch(`${base()}/${NGINX_STANDALONE_FILE}`)).status).toBe(404);
+    expect((await fetch(`${base()}/.well-knownx`)).status).toBe(404);
   });
 
   it('check() refuses what an nginx map cannot hold', () => {
