@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { filesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildOptions } from '../src/build.ts';
@@ -27,9 +28,8 @@ const images = (tag: string) => JSON.stringify({ images: [{ source: `oci:${EXAMP
 
 async function snapshot(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out[path.relative(root, path.join(e.parentPath, e.name))] = (await readFile(path.join(e.parentPath, e.name))).toString('base64');
-  }
+  // filesUnder, not snapshotTree: a missing root must throw here, not look like an empty tree.
+  for (const f of await filesUnder(root)) out[path.relative(root, f)] = (await readFile(f)).toString('base64');
   return out;
 }
 

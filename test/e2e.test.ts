@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { filesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -154,13 +155,6 @@ const CASES: Case[] = [
 
 const ours = (ref: string) => `127.0.0.1:${server.port}/${ref}`;
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const outFiles: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) outFiles.push(path.join(e.parentPath, e.name));
-  }
-  return outFiles;
-}
 
 describe('build from a real upstream', () => {
   it('publishes every manifest byte-for-byte and every blob under its own hash', async () => {

@@ -134,6 +134,15 @@ function expectFailure(o: Outcome, source: string, cause: RegExp): void {
   expect(o.message).toMatch(cause);
   if (process.env.SHOW_FAULT_MESSAGES) console.log(o.message);
 }
+/**
+ * Holds the answer open until the client gives up (its timeout closes the connection), with a
+ * long safety net. No fixed 2 s cut: on a loaded machine that could beat the client's timeout and
+ * turn the expected timeout into a connection error.
+ */
+const stall = (c: { res: import('node:http').ServerResponse }) => {
+  const t = setTimeout(() => c.res.destroy(), 60_000);
+  c.res.on('close', () => clearTimeout(t));
+};
 const blobUrl = (d: string) => `${proxy.url}/v2/oci/single/blobs/${d}`;
 
 const isBlob = (c: { req: { method?: string }; url: URL }, digest?: string) =>
@@ -206,13 +215,13 @@ describe('transient faults end in a verified build', () => {
   it.each([500, 502, 503])('%i for the first 3 requests: retried with backoff', async (status) => {
     const o = await scenario({
       entries: [multiEntry()],
-      fault: (c) => {
-        if (proxy.log.length + 1 > 3 || c.url.pathname === '/v2/') return;
-        c.send({ status, headers: { 'content-type': 'text/plain' }, body: Buffer.from('upstream trouble') });
-        return true;
-      },
+      fault: proxy.failFirst(3, {
+        skip: (c) => c.url.pathname === '/v2/',
+        with: () => ({ status, headers: { 'content-type': 'text/plain' }, body: Buffer.from('upstream trouble') }),
+      }),
     });
     await expectPublished(o, 'oci/multi', '1.0', multi());
+    expect(proxy.faults).toBe(3);
     expect(o.requests.filter((r) => r.endsWith(`→ ${status}`))).toHaveLength(3);
   });
 
@@ -256,7 +265,7 @@ describe('transient faults end in a verified build', () => {
       http: { ...FAST, headersTimeoutMs: 300 },
       fault: (c) => {
         if (!isManifest(c) || c.seen > 1) return;
-        setTimeout(() => c.res.destroy(), 2_000);
+        stall(c);
         return true;
       },
     });
@@ -275,7 +284,7 @@ describe('transient faults end in a verified build', () => {
         const a = await c.forward();
         c.res.writeHead(a.status, a.headers);
         c.res.write(a.body.subarray(0, 20));
-        setTimeout(() => c.res.destroy(), 2_000);
+        stall(c);
         return true;
       },
     });
@@ -419,7 +428,7 @@ describe('permanent faults fail with one clear message and lose nothing', () => 
       http: { ...FAST, maxRetries: 1, headersTimeoutMs: 200 },
       fault: (c) => {
         if (!isManifest(c, 'HEAD')) return;
-        setTimeout(() => c.res.destroy(), 2_000);
+        stall(c);
         return true;
       },
     });

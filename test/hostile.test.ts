@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { entriesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, formatError, type BuildOptions, type BuildSummary } from '../src/build.ts';
@@ -78,8 +79,7 @@ function options(extra: Partial<BuildOptions> = {}): BuildOptions {
 /** Every path in the sandbox (files, folders, links) outside site/ and cache/, with file bytes. */
 async function outside(): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for (const e of await readdir(sandbox, { withFileTypes: true, recursive: true })) {
-    const rel = path.relative(sandbox, path.join(e.parentPath, e.name));
+  for (const { rel } of await entriesUnder(sandbox)) {
     const top = path.relative(base, path.join(sandbox, rel)).split(path.sep)[0];
     if (top === 'site' || top === 'cache') continue;
     const full = path.join(sandbox, rel);

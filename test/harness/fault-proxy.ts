@@ -6,11 +6,13 @@
 // Bodies are buffered: the test images are tiny, and a buffered answer lets a fault cut, corrupt
 // or lengthen it at an exact byte.
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import path from 'node:path';
-import { freePort } from './procs.ts';
+import { entriesUnder, snapshotTree } from './fs-walk.ts';
+
+export { snapshotTree };
 
 export interface UpstreamAnswer {
   status: number;
@@ -52,6 +54,16 @@ export interface FaultProxy {
   log: string[];
   /** Every Authorization header value received (for the credential-leak checks). */
   authorizations: string[];
+  /**
+   * Faults injected since the last reset(), counted when the fault is decided (not when its
+   * response finishes, as `log` is), by faults built with failFirst().
+   */
+  faults: number;
+  /**
+   * A fault answering the first `n` requests (those `skip` does not exempt) with `with(ctx)`,
+   * the rest passed through. The decision and the count are one synchronous step.
+   */
+  failFirst(n: number, answer: { with: (c: FaultContext) => UpstreamAnswer; skip?: (c: FaultContext) => boolean }): Fault;
   reset(): void;
   close(): Promise<void>;
 }
@@ -69,9 +81,21 @@ export interface FaultProxyOptions {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade', 'te', 'trailer']);
 
+/** Listens on an ephemeral port (port 0: the kernel picks a free one, no race) and returns it. */
+async function listenEphemeral(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const addr = server.address();
+  if (!addr || typeof addr === 'string') throw new Error('fault proxy: no TCP address after listen');
+  return addr.port;
+}
+
 export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultProxy> {
-  const port = await freePort();
-  const self = `http://127.0.0.1:${port}`;
+  // Known once the server listens (below); nothing reads it before a request arrives.
+  let port = 0;
+  let self = '';
   const counts = new Map<string, number>();
   const sockets = new Set<Socket>();
 
@@ -117,14 +141,26 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   };
 
   const proxy: FaultProxy = {
-    url: self,
-    host: `127.0.0.1:${port}`,
-    port,
+    url: '',
+    host: '',
+    port: 0,
     log: [],
     authorizations: [],
+    faults: 0,
+    failFirst(n, answer) {
+      // Decided synchronously when the request arrives: concurrent requests cannot overshoot n.
+      return (c) => {
+        if (answer.skip?.(c)) return;
+        if (proxy.faults >= n) return;
+        proxy.faults++;
+        c.send(answer.with(c));
+        return true;
+      };
+    },
     reset() {
       proxy.fault = undefined;
       proxy.log.length = 0;
+      proxy.faults = 0;
       counts.clear();
     },
     close: () =>
@@ -184,10 +220,9 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
+  port = await listenEphemeral(server);
+  self = `http://127.0.0.1:${port}`;
+  Object.assign(proxy, { url: self, host: `127.0.0.1:${port}`, port });
   return proxy;
 }
 
@@ -219,7 +254,6 @@ export interface Cdn {
 }
 
 export async function startCdn(): Promise<Cdn> {
-  const port = await freePort();
   const objects = new Map<string, Buffer>();
   const log: string[] = [];
   const server = http.createServer((req, res) => {
@@ -245,10 +279,7 @@ export async function startCdn(): Promise<Cdn> {
     });
     res.end(req.method === 'HEAD' ? undefined : obj.subarray(start));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
+  const port = await listenEphemeral(server);
   return {
     url: `http://127.0.0.1:${port}`,
     objects,
@@ -264,22 +295,6 @@ export async function startCdn(): Promise<Cdn> {
 // ---------------------------------------------------------------------------------------------
 // The integrity assertions every fault test ends with.
 
-
-/** Every regular file under `root`, relative path → bytes (missing root: empty). */
-export async function snapshotTree(root: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  let entries;
-  try {
-    entries = await readdir(root, { withFileTypes: true, recursive: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const full = path.join(e.parentPath, e.name);
-    if (e.isFile()) out.set(path.relative(root, full), await readFile(full));
-  }
-  return out;
-}
 
 /**
  * Problems with the content of an output folder and a cache: a file named by a digest
@@ -299,12 +314,11 @@ export async function integrityProblems(outDir: string, cacheDir: string): Promi
   for (const [root, isCache] of [[outDir, false], [cacheDir, true]] as const) {
     let entries;
     try {
-      entries = await readdir(root, { withFileTypes: true, recursive: true });
+      entries = await entriesUnder(root);
     } catch {
       continue;
     }
-    for (const e of entries) {
-      const rel = path.relative(root, path.join(e.parentPath, e.name));
+    for (const { entry: e, rel } of entries) {
       const parts = rel.split(path.sep);
       if (parts.some((p) => p.startsWith('.registrish-staging-'))) problems.push(`${path.join(root, rel)}: staging leftover`);
       if (isCache && parts[0] === 'tmp' && parts.length > 1) problems.push(`${path.join(root, rel)}: temp leftover`);
