@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Dispatcher } from 'undici';
-import { UsageError, type CliIO } from './cli.ts';
+import { parseCommandArgs, UsageError, type CliIO } from './cli.ts';
 import { loadConfig } from './config.ts';
 import { HttpError, RegistrishError } from './errors.ts';
 import {
@@ -713,24 +712,13 @@ Options:
   -h, --help            show this help`;
 
 export async function checkCommand(argv: string[], io: CliIO): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        images: { type: 'string' },
-        quick: { type: 'boolean' },
-        host: { type: 'string' },
-        concurrency: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const parsed = parseCommandArgs(argv, {
+    images: { type: 'string' },
+    quick: { type: 'boolean' },
+    host: { type: 'string' },
+    concurrency: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   const { values, positionals } = parsed;
   if (values.help) {
     io.stdout(`${CHECK_USAGE}\n`);

@@ -1,7 +1,7 @@
 import { isLoopbackHost } from './reference.ts';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { RegistrishError } from './errors.ts';
 
 // `registrish` command line. Each command is an entry in COMMANDS that loads its implementation
@@ -23,6 +23,21 @@ interface Command {
 
 /** Thrown for bad invocations: printed with the usage, exit code 2. */
 export class UsageError extends Error {}
+
+const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
+
+/**
+ * A command's arguments: positionals allowed, `-h/--help` added, and anything parseArgs refuses
+ * (unknown flag, missing value) turned into a usage error, printed with the command's usage.
+ */
+export function parseCommandArgs<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: { ...options, ...HELP_OPTION } });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
 
 const SERVE_USAGE = `Usage: registrish serve [dir] [--port 8080] [--host 127.0.0.1]
 
@@ -147,22 +162,7 @@ async function exampleImage(dir: string): Promise<string | undefined> {
 }
 
 async function serveCommand(argv: string[], io: CliIO): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        port: { type: 'string', short: 'p' },
-        host: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    // Unknown flag, missing value: parseArgs' message is clear; add the usage.
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const parsed = parseCommandArgs(argv, { port: { type: 'string', short: 'p' }, host: { type: 'string' } });
   const { values, positionals } = parsed;
   if (values.help) {
     io.stdout(`${SERVE_USAGE}\n`);

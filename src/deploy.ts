@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { CliIO } from './cli.ts';
-import { UsageError } from './cli.ts';
+import { parseCommandArgs, UsageError } from './cli.ts';
 import { HttpError, RegistrishError } from './errors.ts';
 import { headersFor } from './headers.ts';
 import { mapLimit } from './limit.ts';
@@ -271,26 +270,15 @@ function isIpOrLocal(host: string): boolean {
 
 /** The CLI entry: options and environment in, summary out. */
 export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        'endpoint-url': { type: 'string' },
-        region: { type: 'string' },
-        'path-style': { type: 'boolean' },
-        acl: { type: 'string' },
-        delete: { type: 'boolean' },
-        'dry-run': { type: 'boolean' },
-        concurrency: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const parsed = parseCommandArgs(argv, {
+    'endpoint-url': { type: 'string' },
+    region: { type: 'string' },
+    'path-style': { type: 'boolean' },
+    acl: { type: 'string' },
+    delete: { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
+    concurrency: { type: 'string' },
+  });
   const { values, positionals } = parsed;
   if (values.help) {
     io.stdout(`${DEPLOY_USAGE}\n`);
