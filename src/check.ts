@@ -1,3 +1,4 @@
+import { APACHE_SENTINEL, APACHE_SENTINEL_VALUE } from './apache.ts';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
@@ -43,7 +44,8 @@ export type ProblemKind =
   | 'body-digest'
   | 'missing-200'
   | 'missing-not-404'
-  | 'range';
+  | 'range'
+  | 'htaccess-ignored';
 
 export interface Problem {
   kind: ProblemKind;
@@ -70,6 +72,8 @@ export interface CheckOptions {
   concurrency?: number;
   /** Injected dispatcher (tests); a private pool otherwise. */
   dispatcher?: Dispatcher;
+  /** The host, when known: enables host-specific checks (Apache's .htaccess sentinel). */
+  host?: HostHint;
 }
 
 export interface CheckReport {
@@ -105,6 +109,7 @@ export const BREAKS: Record<ProblemKind, string> = {
   'missing-200': 'all clients get a wrong answer instead of "not found" (a missing tag or blob downloads an HTML page and fails with a confusing error)',
   'missing-not-404': 'error messages only: clients report "denied"/"unauthorized" instead of "not found"',
   range: 'podman, skopeo, buildah, CRI-O when they resume an interrupted blob download (they send Range: bytes=N- and require 206); fresh pulls work',
+  'htaccess-ignored': `${ALL_CLIENTS}: without the generated .htaccess files, manifests get Apache's default Content-Type and no Docker-Content-Digest`,
 };
 
 /** The same, in a few words, for the table lines. */
@@ -126,6 +131,7 @@ export const BREAKS_SHORT: Record<ProblemKind, string> = {
   'missing-200': 'all clients (confusing errors)',
   'missing-not-404': 'none (error messages only)',
   range: 'podman/skopeo/CRI-O resumed downloads',
+  'htaccess-ignored': 'all clients',
 };
 
 const TITLES: Record<ProblemKind, string> = {
@@ -146,6 +152,7 @@ const TITLES: Record<ProblemKind, string> = {
   'missing-200': 'a missing path answers 200',
   'missing-not-404': 'a missing path does not answer 404',
   range: 'byte ranges not served',
+  'htaccess-ignored': 'Apache ignores the generated .htaccess files',
 };
 
 type FixTable = { generic: string } & Partial<Record<HostHint, string>>;
@@ -239,6 +246,9 @@ export const FIXES: Record<ProblemKind, FixTable> = {
   range: {
     generic: 'Serve byte ranges (206 with Content-Range) for blobs: static file serving does; a function, worker or proxy in front may not.',
   },
+  'htaccess-ignored': {
+    generic: 'Allow .htaccess files for the site folder: `AllowOverride FileInfo` (or All) in its <Directory> block, then reload Apache.',
+  },
 };
 
 export function fixFor(kind: ProblemKind, host?: HostHint): string {
@@ -319,6 +329,11 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
     await discard(got.body);
     // containers/image and crane accept exactly these; 401 is a registry asking for a login.
     if (got.status !== 200 && got.status !== 401) fail(row, 'base-status', `answered ${got.status} (expected 200 or 401)`);
+    // The generated .htaccess sets a sentinel header on every registry URL: without it Apache is
+    // not reading them (AllowOverride None), and every manifest type below is Apache's guess.
+    if (options.host === 'apache' && firstHeader(got.headers, APACHE_SENTINEL.toLowerCase()) !== APACHE_SENTINEL_VALUE) {
+      fail(row, 'htaccess-ignored', `no ${APACHE_SENTINEL} header: Apache does not read the generated .htaccess files`);
+    }
     return row;
   }
 
@@ -742,7 +757,7 @@ export async function checkCommand(argv: string[], io: CliIO): Promise<number> {
     images = [...byName].map(([name, tags]) => ({ name, tags: [...new Set(tags)] }));
   }
 
-  const report = await runCheck({ url, images, quick: values.quick ?? false, concurrency: Number(concurrencyText) });
+  const report = await runCheck({ url, images, quick: values.quick ?? false, concurrency: Number(concurrencyText), host: host as HostHint | undefined });
   if (values.json) {
     const rows = report.rows.map((r) => ({
       ...r,

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCheck } from '../src/check.ts';
 import { APACHE_SENTINEL, APACHE_SENTINEL_VALUE, apacheResponseProblem, checkApache } from '../src/apache.ts';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
 import { headersFor } from '../src/headers.ts';
@@ -211,6 +212,16 @@ describe('Apache serves the generated .htaccess files', () => {
     }
     expect(flagged.length).toBeGreaterThan(0);
     expect(flagged[0]).toMatch(/mod_mime_magic/u);
+  });
+
+  it('registrish check --host apache passes the good server and names both traps on the others', async () => {
+    const kinds = async (which: Parameters<typeof url>[0]) => {
+      const report = await runCheck({ url: url(which, ''), host: 'apache', quick: true });
+      return [...new Set(report.rows.flatMap((r) => r.problems.filter((p) => p.severity === 'fail').map((p) => p.kind)))];
+    };
+    expect(await kinds('good')).toEqual([]);
+    expect(await kinds('ignored')).toEqual(expect.arrayContaining(['htaccess-ignored', 'manifest-type']));
+    expect(await kinds('magic')).toContain('content-encoding');
   });
 
   it('check() refuses what a .htaccess cannot hold', () => {

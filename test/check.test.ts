@@ -347,6 +347,23 @@ describe('check: deliberately broken servers', () => {
     expect(text).toMatch(/^OK: 23 checks, 0 failed, 10 with warnings$/mu);
   });
 
+  it('--host apache: no .htaccess sentinel header (AllowOverride None) → ✗; with it → ✓', async () => {
+    tweak = () => {};
+    const without = await runCheck({ url: broken.url, images: IMAGES, host: 'apache' });
+    expect(failedKinds(without)).toEqual(['htaccess-ignored']);
+    expect(formatReport(without, 'apache')).toContain('AllowOverride FileInfo');
+    // Other hosts never send the sentinel: the check only applies to Apache.
+    expect(failedKinds(await runCheck({ url: broken.url, images: IMAGES, host: 'nginx' }))).toEqual([]);
+    tweak = (_req, r) => {
+      r.headers['X-Registrish-Config'] = 'htaccess';
+    };
+    try {
+      expect(failedKinds(await runCheck({ url: broken.url, images: IMAGES, host: 'apache' }))).toEqual([]);
+    } finally {
+      tweak = () => {};
+    }
+  });
+
   it('a stale Docker-Content-Digest on a tag → ✗', async () => {
     const other = manifestPaths().find((p) => p.contentType === 'application/vnd.oci.image.manifest.v1+json')!;
     const report = await checkBroken(({ urlPath }, r) => {
