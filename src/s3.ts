@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import { HttpError, RegistrishError } from './errors.ts';
 import { addSecret, redact } from './redact.ts';
-import { firstHeader, parseRetryAfter, RETRYABLE_STATUSES, USER_AGENT } from './transport.ts';
+import { firstHeader, parseRetryAfter, RETRYABLE_CODES, RETRYABLE_STATUSES, USER_AGENT } from './transport.ts';
 
 // A minimal S3 client: AWS Signature V4 over undici, just the calls `deploy` needs
 // (HEAD, PUT, DELETE, ListObjectsV2). Written here rather than pulling in the AWS SDK (tens of
@@ -124,20 +124,6 @@ export function signV4(input: SignInput): Record<string, string> {
   return headers;
 }
 
-// transport.ts keeps its equivalent set private (and its backoff is a Transport method), so these
-// two stay here; the retryable statuses and Retry-After parsing are imported from it.
-const RETRYABLE_CODES: ReadonlySet<string> = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
-]);
 
 interface RawResponse {
   status: number;

@@ -54,7 +54,8 @@ export interface TransportResponse {
 
 export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504]);
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
-const RETRYABLE_CODES: ReadonlySet<string> = new Set([
+/** Connection-level errors worth another attempt (also used by the S3 client). */
+export const RETRYABLE_CODES: ReadonlySet<string> = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
   'ETIMEDOUT',
