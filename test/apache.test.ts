@@ -1,17 +1,12 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCheck } from '../src/check.ts';
 import { APACHE_SENTINEL, APACHE_SENTINEL_VALUE, apacheResponseProblem, checkApache } from '../src/apache.ts';
-import { buildRegistry, type BuildSummary } from '../src/build.ts';
-import { headersFor } from '../src/headers.ts';
 import type { PublishedPath } from '../src/types.ts';
-import { ctrPull, dockerPull, podmanPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
-import { seedUpstream, type Fixtures } from './harness/images.ts';
-import { freePort, hasCommand, makeTempDir, removeDir, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
-import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { CLIENTS, expectExactHeaders as expectRegistryHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
+import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
 
 // The Apache writer (.htaccess files) against real Debian Apache 2.4, started with its own config
 // file on loopback ports (never the system service), and the four real pull clients. Three
@@ -24,18 +19,13 @@ const INSTALL = 'run scripts/install-test-deps.sh as root (Debian: apt-get insta
 const APACHE_BIN = ['/usr/sbin/apache2', 'apache2'].find((c) => hasCommand(c)) ?? '/usr/sbin/apache2';
 const MODULES = '/usr/lib/apache2/modules';
 
-let storage: string;
-let project: string;
+let site: HostSite;
 let runDir: string;
 let out: string;
 let ignoredCopy: string;
-let up: UpstreamRegistry;
-let fx: Fixtures;
-let summary: BuildSummary;
+let summary: HostSite['summary'];
 let apache: Daemon;
 let ports: { good: number; ignored: number; magic: number };
-let containerd: Containerd;
-let dockerd: Dockerd;
 
 const url = (which: keyof typeof ports, p: string) => `http://127.0.0.1:${ports[which]}${p}`;
 
@@ -96,62 +86,20 @@ async function startApache(): Promise<void> {
 beforeAll(async () => {
   if (!hasCommand(APACHE_BIN)) throw new Error(`apache2 is not installed: ${INSTALL}`);
   if (!fs.existsSync('/etc/apache2/magic')) throw new Error(`/etc/apache2/magic is missing: ${INSTALL}`);
-  for (const c of ['skopeo', 'podman', 'ctr', 'containerd', 'dockerd']) {
-    if (!hasCommand(c)) throw new Error(`${c} is not installed: run scripts/install-test-deps.sh as root`);
-  }
-  storage = makeTempDir('rsh-up-');
-  project = makeTempDir('rsh-apa-');
-  runDir = makeTempDir('rsh-aparun-');
-  fs.chmodSync(project, 0o755);
-  out = path.join(project, '_site');
-  ignoredCopy = path.join(project, 'ignored');
-  const daemons = (async () => {
-    containerd = await startContainerd();
-    dockerd = await startDockerd(containerd.address);
-  })();
-  up = await startRegistry({ storageDir: storage });
-  fx = await seedUpstream(up.url);
-  const images = {
-    images: [
-      `${up.host}/oci/multi:1.0`,
-      `${up.host}/docker/list:2.0`,
-      `${up.host}/a/b/c`,
-      `${up.host}/docker/single:v1`,
-      { source: `${up.host}/oci/single:1.0`, tags: ['1.0', 'Release.1.0-RC_1'] },
-    ],
-  };
-  await writeFile(path.join(project, 'images.json'), JSON.stringify(images, null, 2));
-  summary = await buildRegistry({
-    images: path.join(project, 'images.json'),
-    outputDir: out,
-    cacheDir: path.join(project, '.cache', 'registrish'),
-    hosts: ['apache'],
-    imageConcurrency: 4,
-    blobConcurrency: 6,
-    linkMode: 'hardlink',
-    logger: { info: () => {}, warn: () => {} },
-    env: { DOCKER_CONFIG: path.join(project, 'no-docker-config') },
-  });
+  site = await startHostSite('apache', 'apa');
+  ({ runDir, out, summary } = site);
+  ignoredCopy = path.join(site.project, 'ignored');
   await run('cp', ['-al', out, ignoredCopy]);
   await startApache();
-  await daemons;
 });
 
 afterAll(async () => {
   await apache?.stop();
-  await dockerd?.stop();
-  await containerd?.stop();
-  await up?.stop();
-  removeDir(storage);
-  removeDir(project);
-  removeDir(runDir);
+  await site?.stop();
 });
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
 function expectExactHeaders(p: PublishedPath, res: Response): void {
-  for (const [name, value] of headersFor(p)) expect(res.headers.get(name), `${p.urlPath} ${name}`).toBe(value);
-  expect(res.headers.get('content-encoding'), p.urlPath).toBeNull();
+  expectRegistryHeaders(p, res);
   expect(res.headers.get(APACHE_SENTINEL), p.urlPath).toBe(APACHE_SENTINEL_VALUE);
 }
 
@@ -231,33 +179,8 @@ describe('Apache serves the generated .htaccess files', () => {
   });
 });
 
-const fixtureOf = (key: string) => {
-  const f = fx[key];
-  if (!f) throw new Error(`no fixture ${key}`);
-  return f;
-};
-const amd64 = (key: string) => () => fixtureOf(key).platforms.find((x) => x.platform.startsWith('linux/amd64'))!.digest;
-
-const CASES = [
-  { kind: 'OCI index with attestation', ref: 'oci/multi:1.0', top: () => fixtureOf('oci/multi:1.0').digest, instance: amd64('oci/multi:1.0') },
-  { kind: 'Docker manifest list', ref: 'docker/list:2.0', top: () => fixtureOf('docker/list:2.0').digest, instance: amd64('docker/list:2.0') },
-  { kind: 'nested name', ref: 'a/b/c:latest', top: () => fixtureOf('a/b/c:latest').digest, instance: () => fixtureOf('a/b/c:latest').digest },
-  { kind: 'single Docker manifest', ref: 'docker/single:v1', top: () => fixtureOf('docker/single:v1').digest, instance: () => fixtureOf('docker/single:v1').digest },
-];
-
-describe.each([['skopeo'], ['podman'], ['containerd (ctr)'], ['docker']])('%s pulls from Apache', (client) => {
-  it.each(CASES.map((c) => [c.kind, c] as const))('%s', async (_kind, c) => {
-    const ref = `127.0.0.1:${ports.good}/${c.ref}`;
-    if (client === 'skopeo') {
-      expect((await skopeoCopy(ref, { arch: 'amd64' })).manifestDigest).toBe(c.instance());
-    } else if (client === 'podman') {
-      const r = await podmanPull(ref, { arch: 'amd64' });
-      expect(r.digest).toBe(c.top());
-      expect(r.instanceDigest).toBe(c.instance());
-    } else if (client === 'containerd (ctr)') {
-      expect((await ctrPull(containerd.address, ref, { platform: 'linux/amd64' })).digest).toBe(c.top());
-    } else {
-      expect((await dockerPull(dockerd.host, ref)).digest).toBe(c.top());
-    }
+describe.each(CLIENTS)('%s pulls from Apache', (client) => {
+  it.each(hostSiteCases(() => site.fx, false).map((c) => [c.kind, c] as const))('%s', async (_kind, c) => {
+    await expectPull(client, `127.0.0.1:${ports.good}`, c, site);
   });
 });

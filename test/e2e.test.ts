@@ -6,7 +6,8 @@ import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildOptions, type BuildSummary } from '../src/build.ts';
 import { startPreviewServer } from '../src/serve.ts';
-import { ctrPull, dockerPull, podmanPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
+import { ctrPull, dockerPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
+import { CLIENTS, expectPull, type PullCase } from './harness/host-site.ts';
 import { seedUpstream, tagManifest, type Fixtures } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
@@ -120,16 +121,6 @@ const fixtureOf = (key: string) => {
   return f;
 };
 
-/** What each kind of image should look like when pulled from our registry. */
-interface Case {
-  kind: string;
-  ref: string;
-  /** Digest the tag must resolve to. */
-  top: () => string;
-  /** Digest of the platform manifest a client on `platform` gets. */
-  instance: () => string;
-  platform: 'linux/amd64' | 'linux/arm64';
-}
 
 const platformDigest = (key: string, platform: string) => () => {
   const p = fixtureOf(key).platforms.find((x) => x.platform.startsWith(platform));
@@ -137,7 +128,7 @@ const platformDigest = (key: string, platform: string) => () => {
   return p.digest;
 };
 
-const CASES: Case[] = [
+const CASES: PullCase[] = [
   { kind: 'OCI image manifest', ref: 'oci/single:1.0', top: () => fixtureOf('oci/single:1.0').digest, instance: () => fixtureOf('oci/single:1.0').digest, platform: 'linux/amd64' },
   { kind: 'tag with uppercase and dots', ref: 'oci/single:Release.1.0-RC_1', top: () => fixtureOf('oci/single:1.0').digest, instance: () => fixtureOf('oci/single:1.0').digest, platform: 'linux/amd64' },
   { kind: 'Docker v2 schema 2 manifest', ref: 'docker/single:v1', top: () => fixtureOf('docker/single:v1').digest, instance: () => fixtureOf('docker/single:v1').digest, platform: 'linux/amd64' },
@@ -215,29 +206,9 @@ describe('build from a real upstream', () => {
   });
 });
 
-describe.each([
-  ['skopeo'],
-  ['podman'],
-  ['containerd (ctr)'],
-  ['docker'],
-])('%s pulls every image kind from the preview server', (client) => {
+describe.each(CLIENTS)('%s pulls every image kind from the preview server', (client) => {
   it.each(CASES.map((c) => [c.kind, c] as const))('%s', async (_kind, c) => {
-    const ref = ours(c.ref);
-    const [, arch] = c.platform.split('/') as [string, string];
-    if (client === 'skopeo') {
-      const r = await skopeoCopy(ref, { arch });
-      expect(r.manifestDigest).toBe(c.instance());
-    } else if (client === 'podman') {
-      const r = await podmanPull(ref, { arch });
-      expect(r.digest).toBe(c.top());
-      expect(r.instanceDigest).toBe(c.instance());
-    } else if (client === 'containerd (ctr)') {
-      const r = await ctrPull(containerd.address, ref, { platform: c.platform });
-      expect(r.digest).toBe(c.top());
-    } else {
-      const r = await dockerPull(dockerd.host, ref, c.platform === 'linux/amd64' ? {} : { platform: c.platform });
-      expect(r.digest).toBe(c.top());
-    }
+    await expectPull(client, `127.0.0.1:${server.port}`, c, { containerd, dockerd });
   });
 });
 

@@ -1,16 +1,11 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry, type BuildSummary } from '../src/build.ts';
-import { headersFor } from '../src/headers.ts';
 import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FILE, checkNginx, renderNginxServerInclude } from '../src/nginx.ts';
 import type { PublishedPath } from '../src/types.ts';
-import { ctrPull, dockerPull, podmanPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
-import { seedUpstream, type Fixtures } from './harness/images.ts';
-import { freePort, hasCommand, makeTempDir, removeDir, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
-import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { CLIENTS, expectExactHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
+import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
 
 // The nginx writer against real Debian nginx (run as root: its workers run as `nobody`, so the
 // files must really be world-readable) and the four real pull clients.
@@ -18,17 +13,12 @@ import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 const INSTALL = 'run scripts/install-test-deps.sh as root (Debian: apt-get install -y nginx-light)';
 const NGINX_BIN = ['/usr/sbin/nginx', 'nginx'].find((c) => hasCommand(c)) ?? 'nginx';
 
-let storage: string;
-let project: string;
+let site: HostSite;
 let runDir: string;
 let out: string;
-let up: UpstreamRegistry;
-let fx: Fixtures;
-let summary: BuildSummary;
+let summary: HostSite['summary'];
 let nginx: Daemon;
 let port: number;
-let containerd: Containerd;
-let dockerd: Dockerd;
 
 const base = () => `http://127.0.0.1:${port}`;
 
@@ -59,62 +49,16 @@ async function startNginx(conf: string): Promise<{ daemon: Daemon; port: number 
 
 beforeAll(async () => {
   if (!hasCommand(NGINX_BIN)) throw new Error(`nginx is not installed: ${INSTALL}`);
-  for (const c of ['skopeo', 'podman', 'ctr', 'containerd', 'dockerd']) {
-    if (!hasCommand(c)) throw new Error(`${c} is not installed: run scripts/install-test-deps.sh as root`);
-  }
-  storage = makeTempDir('rsh-up-');
-  project = makeTempDir('rsh-ngx-');
-  runDir = makeTempDir('rsh-ngxrun-');
   // nginx workers run as `nobody`: the site folder's parents must be traversable by them.
-  fs.chmodSync(project, 0o755);
-  out = path.join(project, '_site');
-  const daemons = (async () => {
-    containerd = await startContainerd();
-    dockerd = await startDockerd(containerd.address);
-  })();
-  up = await startRegistry({ storageDir: storage });
-  fx = await seedUpstream(up.url);
-  const images = {
-    images: [
-      `${up.host}/oci/multi:1.0`,
-      `${up.host}/docker/list:2.0`,
-      `${up.host}/a/b/c`,
-      `${up.host}/docker/single:v1`,
-      { source: `${up.host}/oci/single:1.0`, tags: ['1.0', 'Release.1.0-RC_1'] },
-    ],
-  };
-  await writeFile(path.join(project, 'images.json'), JSON.stringify(images, null, 2));
-  summary = await buildRegistry({
-    images: path.join(project, 'images.json'),
-    outputDir: out,
-    cacheDir: path.join(project, '.cache', 'registrish'),
-    hosts: ['nginx'],
-    imageConcurrency: 4,
-    blobConcurrency: 6,
-    linkMode: 'hardlink',
-    logger: { info: () => {}, warn: () => {} },
-    env: { DOCKER_CONFIG: path.join(project, 'no-docker-config') },
-  });
+  site = await startHostSite('nginx', 'ngx');
+  ({ runDir, out, summary } = site);
   ({ daemon: nginx, port } = await startNginx(await readFile(path.join(out, NGINX_STANDALONE_FILE), 'utf8')));
-  await daemons;
 });
 
 afterAll(async () => {
   await nginx?.stop();
-  await dockerd?.stop();
-  await containerd?.stop();
-  await up?.stop();
-  removeDir(storage);
-  removeDir(project);
-  removeDir(runDir);
+  await site?.stop();
 });
-
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-function expectExactHeaders(p: PublishedPath, res: Response): void {
-  for (const [name, value] of headersFor(p)) expect(res.headers.get(name), `${p.urlPath} ${name}`).toBe(value);
-  expect(res.headers.get('content-encoding'), p.urlPath).toBeNull();
-}
 
 describe('nginx serves the generated configuration', () => {
   it('answers every published URL with exactly headersFor(p), on GET and HEAD, uncompressed', async () => {
@@ -225,41 +169,8 @@ describe('nginx serves the generated configuration', () => {
   });
 });
 
-interface Case {
-  kind: string;
-  ref: string;
-  top: () => string;
-  instance: () => string;
-}
-
-const fixtureOf = (key: string) => {
-  const f = fx[key];
-  if (!f) throw new Error(`no fixture ${key}`);
-  return f;
-};
-const amd64 = (key: string) => () => fixtureOf(key).platforms.find((x) => x.platform.startsWith('linux/amd64'))!.digest;
-
-const CASES: Case[] = [
-  { kind: 'OCI index with attestation', ref: 'oci/multi:1.0', top: () => fixtureOf('oci/multi:1.0').digest, instance: amd64('oci/multi:1.0') },
-  { kind: 'Docker manifest list', ref: 'docker/list:2.0', top: () => fixtureOf('docker/list:2.0').digest, instance: amd64('docker/list:2.0') },
-  { kind: 'nested name', ref: 'a/b/c:latest', top: () => fixtureOf('a/b/c:latest').digest, instance: () => fixtureOf('a/b/c:latest').digest },
-  { kind: 'single Docker manifest', ref: 'docker/single:v1', top: () => fixtureOf('docker/single:v1').digest, instance: () => fixtureOf('docker/single:v1').digest },
-  { kind: 'single OCI manifest, mixed-case tag', ref: 'oci/single:Release.1.0-RC_1', top: () => fixtureOf('oci/single:1.0').digest, instance: () => fixtureOf('oci/single:1.0').digest },
-];
-
-describe.each([['skopeo'], ['podman'], ['containerd (ctr)'], ['docker']])('%s pulls from nginx', (client) => {
-  it.each(CASES.map((c) => [c.kind, c] as const))('%s', async (_kind, c) => {
-    const ref = `127.0.0.1:${port}/${c.ref}`;
-    if (client === 'skopeo') {
-      expect((await skopeoCopy(ref, { arch: 'amd64' })).manifestDigest).toBe(c.instance());
-    } else if (client === 'podman') {
-      const r = await podmanPull(ref, { arch: 'amd64' });
-      expect(r.digest).toBe(c.top());
-      expect(r.instanceDigest).toBe(c.instance());
-    } else if (client === 'containerd (ctr)') {
-      expect((await ctrPull(containerd.address, ref, { platform: 'linux/amd64' })).digest).toBe(c.top());
-    } else {
-      expect((await dockerPull(dockerd.host, ref)).digest).toBe(c.top());
-    }
+describe.each(CLIENTS)('%s pulls from nginx', (client) => {
+  it.each(hostSiteCases(() => site.fx).map((c) => [c.kind, c] as const))('%s', async (_kind, c) => {
+    await expectPull(client, `127.0.0.1:${port}`, c, site);
   });
 });
