@@ -1,9 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open as openFile, readFile, rename, rm, stat, copyFile, link, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, type FileHandle, readFile, rename, rm, stat, copyFile, link, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { IntegrityError, RegistrishError } from './errors.ts';
 import { assertSafeDigest } from './reference.ts';
 
@@ -146,38 +145,30 @@ export class ContentStore {
           written = 0;
           await fh.truncate(0);
         }
-        // Chunks are written in batches (writev: one syscall for everything that arrived while
-        // the previous write was under way). A write still under way when the body
-        // fails must land before the next attempt reads `written`: keep hold of it.
-        let inFlight: Promise<void> = Promise.resolve();
-        const writeBatch = (chunks: Buffer[], cb: (err?: Error | null) => void) => {
-          const total = chunks.reduce((n, c) => n + c.length, 0);
-          if (written + total > size) {
-            cb(new IntegrityError(`${what}: the upstream sent more than the ${size} bytes its descriptor declares${from}`));
-            return;
-          }
-          // Hash now, while the write runs on the thread pool: a failed write is fatal (DiskError),
-          // so the hash can never get ahead of the file on a retry.
-          for (const c of chunks) hash.update(c);
-          inFlight = fh.writev(chunks, written).then(() => {
-            written += total;
-            options.onBytes?.(total);
-          });
-          inFlight.then(() => cb(), (err: Error) => cb(new DiskError(err)));
-        };
-        const sink = new Writable({
-          highWaterMark: 1 << 20,
-          write: (chunk: Buffer, _enc, cb) => writeBatch([chunk], cb),
-          writev: (entries, cb) => writeBatch(entries.map((e) => e.chunk as Buffer), cb),
-        });
+        // Chunks are hashed in arrival order and written in 512 KiB batches, several at once at
+        // their own offsets. Whatever arrived before a failure is kept (it is a valid prefix), and
+        // every write under way lands before `written` is read for the resume.
+        const sink = new BatchWriter(fh, written, hash, options.onBytes);
+        let failure: unknown;
         try {
-          await pipeline(opened.body, sink);
+          for await (const chunk of opened.body as AsyncIterable<Buffer>) {
+            if (sink.received + chunk.length > size) {
+              throw new IntegrityError(`${what}: the upstream sent more than the ${size} bytes its descriptor declares${from}`);
+            }
+            await sink.add(chunk);
+          }
         } catch (err) {
-          await inFlight.catch(() => {});
-          // Bad bytes and a failing disk are not network faults: no retry.
-          if (err instanceof IntegrityError) throw err;
-          if (err instanceof DiskError) throw err.cause;
-          lastError = err;
+          failure = err;
+        }
+        // Bad bytes are not a network fault: no retry, and nothing more is written.
+        if (!(failure instanceof IntegrityError)) sink.flush();
+        await sink.settled();
+        // Neither is a failing disk.
+        if (sink.diskError) throw sink.diskError;
+        if (failure instanceof IntegrityError) throw failure;
+        written = sink.written;
+        if (failure) {
+          lastError = failure;
           // Every byte arrived before the failure: nothing left to ask for, check the hash.
           if (written !== size) continue;
         }
@@ -243,10 +234,74 @@ export function digestPath(root: string, digest: string): string {
   return path.join(root, 'blobs', algorithm, hex);
 }
 
-/** A local write failed: not something a retry of the download can fix. */
-class DiskError extends Error {
-  constructor(cause: Error) {
-    super(cause.message, { cause });
+/** Bytes per write batch, and batches written at once (each on its own thread-pool thread). */
+const BATCH_BYTES = 512 * 1024;
+const WRITES_IN_FLIGHT = 3;
+
+/**
+ * The end of a download: hashes chunks in arrival order and writes them from `start` in batches,
+ * several batches at once. One write at a time was the bound of a large layer: the copy into the
+ * page cache costs about as much as receiving and hashing together (docs/performance.md).
+ * Once `settled()`, `written` counts exactly the bytes that are both hashed and in the file.
+ */
+class BatchWriter {
+  written: number;
+  /** Bytes handed to `add` (hashed or batched). */
+  received: number;
+  diskError?: Error;
+  private submitted: number;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly fh: FileHandle,
+    start: number,
+    private readonly hash: Hash,
+    private readonly onBytes?: (n: number) => void,
+  ) {
+    this.written = this.received = this.submitted = start;
+  }
+
+  /** Takes the chunk; resolves when another may come (fewer than WRITES_IN_FLIGHT batches under way). */
+  async add(chunk: Buffer): Promise<void> {
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    this.received += chunk.length;
+    if (this.batchBytes < BATCH_BYTES) return;
+    this.flush();
+    while (this.pending.size >= WRITES_IN_FLIGHT) await Promise.race(this.pending);
+    if (this.diskError) throw this.diskError;
+  }
+
+  /** Hashes and starts writing what is batched so far. */
+  flush(): void {
+    if (!this.batchBytes || this.diskError) return;
+    const chunks = this.batch;
+    const total = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    // Hashed now, in order, while the write runs on the thread pool: a failed write is fatal,
+    // so the hash can never get ahead of the file on a retry.
+    for (const c of chunks) this.hash.update(c);
+    const at = this.submitted;
+    this.submitted += total;
+    const p: Promise<void> = this.fh.writev(chunks, at).then(
+      () => {
+        this.written += total;
+        this.onBytes?.(total);
+      },
+      (err: Error) => {
+        this.diskError ??= err;
+      },
+    );
+    this.pending.add(p);
+    void p.then(() => this.pending.delete(p));
+  }
+
+  /** Waits for every write under way (never rejects; see `diskError`). */
+  async settled(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
   }
 }
 

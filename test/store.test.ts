@@ -98,6 +98,37 @@ describe('ContentStore', () => {
     await assertStoreSound();
   });
 
+  it('keeps every byte of a multi-batch body across a reset, with several writes under way at once', async () => {
+    // 9 MiB in 64 KiB chunks: several 1 MiB batches are written at the same time, and may finish
+    // in any order; the resume must still ask exactly for what is missing and the hash must hold.
+    const big = Buffer.alloc(9 * 1024 * 1024 + 123);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE((i * 2654435761) >>> 0, i);
+    const bigDigest = sha256(big);
+    const chunked = (from: number, to: number) =>
+      Readable.from((function* () {
+        for (let i = from; i < to; i += 65_536) yield big.subarray(i, Math.min(i + 65_536, to));
+      })());
+    const cut = 5 * 1024 * 1024 + 70_000;
+    const offsets: number[] = [];
+    const open: BlobOpener = async (offset) => {
+      offsets.push(offset);
+      if (offsets.length === 1) {
+        const body = chunked(0, cut);
+        return { status: 200, body: Readable.from((async function* () {
+          yield* body;
+          throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+        })()) };
+      }
+      return { status: 206, body: chunked(offset, big.length) };
+    };
+    let progress = 0;
+    await store.ensureBlob(bigDigest, big.length, open, { retryDelayMs: 1, onBytes: (n) => (progress += n) });
+    expect(offsets).toEqual([0, cut]);
+    expect(progress).toBe(big.length);
+    expect(await readFile(store.pathFor(bigDigest))).toEqual(big);
+    await assertStoreSound();
+  });
+
   it('starts over when the server ignores Range and answers 200', async () => {
     const offsets: number[] = [];
     const open: BlobOpener = async (offset) => {
