@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistrishError } from './errors.ts';
 import { MANIFEST_TYPES } from './media-types.ts';
@@ -168,6 +168,13 @@ export async function writeRegistryTree(
   const paths = describePaths(plan);
   await mkdir(outDir, { recursive: true });
   await removeStaleStaging(outDir);
+  const pathsText = JSON.stringify({ version: 1, paths } satisfies PathsFile) + '\n';
+  if (await treeIsCurrent(outDir, pathsText, paths)) {
+    // Nothing changed since the build that wrote this tree: keep it (a warm rebuild then costs
+    // the upstream requests and a stat per file), and only bring host files up to date.
+    await writeHostFiles(outDir, await changedHostFiles(outDir, options.hostFiles ?? []));
+    return paths;
+  }
   const staging = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
   try {
     const bodies = new Map<string, string>([['v2/index.html', BASE_BODY], ['v2/_catalog', catalogBody(plan)]]);
@@ -184,7 +191,7 @@ export async function writeRegistryTree(
     });
     // Host files are fully written before the swap; after it, each is one rename away.
     const pending: Array<[string, string]> = [];
-    await writeFile(path.join(staging, ...PATHS_FILE.split('/').slice(1)), JSON.stringify({ version: 1, paths } satisfies PathsFile) + '\n');
+    await writeFile(path.join(staging, ...PATHS_FILE.split('/').slice(1)), pathsText);
     for (const [i, f] of (options.hostFiles ?? []).entries()) {
       const tmp = `${staging}.${i}`;
       await writeFile(tmp, f.text);
@@ -198,6 +205,38 @@ export async function writeRegistryTree(
     throw err;
   }
   return paths;
+}
+
+/**
+ * Is `v2/` in `outDir` exactly what this plan would write? Its paths file must be byte-identical
+ * (the same URLs, digests, types and sizes; the JSON bodies follow from them), and every file must
+ * be there with its size: a deleted or truncated file means a full rewrite.
+ */
+async function treeIsCurrent(outDir: string, pathsText: string, paths: PublishedPath[]): Promise<boolean> {
+  try {
+    if ((await readFile(path.join(outDir, ...PATHS_FILE.split('/')), 'utf8')) !== pathsText) return false;
+  } catch {
+    return false;
+  }
+  const sizesMatch = await mapLimit(paths, 32, async (p) => {
+    try {
+      const st = await lstat(path.join(outDir, ...p.file.split('/')));
+      return st.isFile() && st.size === p.size;
+    } catch {
+      return false;
+    }
+  });
+  return sizesMatch.every(Boolean);
+}
+
+/** The host files whose text differs from what is on disk. */
+async function changedHostFiles(outDir: string, files: HostFile[]): Promise<HostFile[]> {
+  const changed: HostFile[] = [];
+  for (const f of files) {
+    const current = await readFile(path.join(outDir, f.file), 'utf8').catch(() => undefined);
+    if (current !== f.text) changed.push(f);
+  }
+  return changed;
 }
 
 /** Rewrites host files alone (atomically), e.g. when a watch rebuild replaced the site's `_headers`. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { filesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,45 @@ describe('buildRegistry', () => {
     expect(text.startsWith('/index.html\n  X-Frame-Options: DENY\n')).toBe(true);
     expect(text.match(/# registrish:begin/g)).toHaveLength(1);
     expect(text).toContain('/v2/hello/manifests/1.0\n  Content-Type: application/vnd.oci.image.index.v1+json');
+  });
+
+  it('a rebuild with nothing changed keeps v2/ in place, but a missing or truncated file means a full rewrite', async () => {
+    await writeFile(path.join(dir, 'images.json'), images('1.0'));
+    await buildRegistry(options());
+    const v2 = path.join(dir, '_site', 'v2');
+    const before = await snapshot(v2);
+    // A stray file tells whether the folder was kept (inode numbers are reused, so they cannot).
+    const marker = path.join(v2, 'kept-marker');
+    await writeFile(marker, '');
+    await buildRegistry(options());
+    expect(await snapshot(v2)).toEqual({ ...before, 'kept-marker': '' });
+    await rm(marker);
+
+    const blob = Object.keys(before).find((f) => f.includes('/blobs/sha256:'))!;
+    const tagManifest = 'hello/manifests/1.0';
+    for (const damage of [
+      () => rm(path.join(v2, blob)),
+      // Replaced, not truncated in place: output files are hard links into the cache.
+      async () => {
+        const file = path.join(v2, tagManifest);
+        const text = await readFile(file);
+        await rm(file);
+        await writeFile(file, text.subarray(0, 10));
+      },
+      () => writeFile(path.join(v2, 'hello', 'tags', 'list'), '{"name":"hello","tags":["1.0","evil"]}\n'),
+    ]) {
+      await writeFile(marker, '');
+      await damage();
+      await buildRegistry(options());
+      expect(await snapshot(v2)).toEqual(before);
+    }
+    // A site that rewrote _headers (a passthrough copy) gets our block back even when v2/ is kept.
+    const headersFile = path.join(dir, '_site', '_headers');
+    const headers = await readFile(headersFile, 'utf8');
+    await writeFile(headersFile, '/x\n  X-Test: 1\n');
+    await buildRegistry(options());
+    const block = headers.slice(headers.indexOf('# registrish:begin'));
+    expect(await readFile(headersFile, 'utf8')).toBe(`/x\n  X-Test: 1\n\n${block}`);
   });
 
   it('a failed build leaves the previous output exactly as it was, with no leftovers', async () => {
