@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI without a build step. tsx's scoped tsImport compiles only this import
-// graph (src/*.ts) and leaves the rest of the process alone. `tsconfig: false`: by default tsx
-// would read the tsconfig.json of the current directory, i.e. the user's project, not ours.
-import { tsImport } from 'tsx/esm/api';
+// The CLI: the bundle npm install made of src/, or src/ itself through tsx's scoped loader when
+// that bundle is missing or out of date (loader.js).
+import { loadEntry } from '../loader.js';
 
-const { main } = await tsImport('../src/cli.ts', { parentURL: import.meta.url, tsconfig: false });
-process.exitCode = await main(process.argv.slice(2));
+const { module } = await loadEntry('cli');
+process.exitCode = await module.main(process.argv.slice(2));
