@@ -1,13 +1,15 @@
-// One registry build, as its own process, for the benchmark: prints the summary and the requests
-// sent upstream as JSON on stdout. Usage: node --import tsx bench/build.ts IMAGES OUT CACHE
+// One registry build, as its own process, for the benchmark: loads the package the way a site
+// does (loader.js: the bundle when current), prints the summary, where the code came from, and
+// the requests sent upstream, as JSON on stdout. Usage: node bench/build.mjs IMAGES OUT CACHE
 import { Agent } from 'undici';
-import { buildRegistry } from '../src/build.ts';
+import { loadEntry } from '../loader.js';
 
 const [images, outputDir, cacheDir] = process.argv.slice(2);
 if (!images || !outputDir || !cacheDir) {
-  console.error('usage: bench/build.ts IMAGES_JSON OUTPUT_DIR CACHE_DIR');
+  console.error('usage: bench/build.mjs IMAGES_JSON OUTPUT_DIR CACHE_DIR');
   process.exit(2);
 }
+const { module, from } = await loadEntry('index');
 
 const requests = { manifestHead: 0, manifestGet: 0, blobGet: 0, other: 0 };
 const agent = new Agent({ connections: 8 }).compose((dispatch) => (opts, handler) => {
@@ -18,7 +20,7 @@ const agent = new Agent({ connections: 8 }).compose((dispatch) => (opts, handler
   return dispatch(opts, handler);
 });
 
-const summary = await buildRegistry({
+const summary = await module.buildRegistry({
   images,
   outputDir,
   cacheDir,
@@ -27,8 +29,8 @@ const summary = await buildRegistry({
   blobConcurrency: 6,
   linkMode: 'hardlink',
   logger: { info: () => {}, warn: (m) => console.error(m) },
-  dispatcher: agent as unknown as Agent,
+  dispatcher: agent,
 });
 await agent.close();
 const { paths: _paths, ...rest } = summary;
-console.log(JSON.stringify({ ...rest, requests }));
+console.log(JSON.stringify({ ...rest, from, requests }));

@@ -17,6 +17,11 @@ export interface StartRegistryOptions {
   /** Registry binary; default docker-registry (Debian's distribution 2.8). */
   bin?: string;
   timeoutMs?: number;
+  /**
+   * The in-memory blob descriptor cache of distribution's stock config (Debian ships it on). Off for
+   * the tests, which change storage under the registry's feet; on for the benchmark.
+   */
+  descriptorCache?: boolean;
 }
 
 export interface UpstreamRegistry {
@@ -72,6 +77,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Upstrea
           '  accesslog:',
           '    disabled: true',
           'storage:',
+          ...(opts.descriptorCache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
           '  filesystem:',
           `    rootdirectory: ${opts.storageDir}`,
           '  delete:',
