@@ -157,8 +157,11 @@ async function planImage(
     if (!resolving) {
       resolving = (async () => {
         const head = await source.resolveTag(tag);
-        if (head && (await store.has(head.digest))) {
-          return { digest: head.digest, ...(await manifestByDigest(head.digest, undefined, head.mediaType)) };
+        // The usual warm case: the tag still points at a manifest the cache has (one read, no stat first).
+        const cached = head && (await store.readSmall(head.digest, DEFAULT_MAX_MANIFEST_BYTES));
+        if (head && cached) {
+          report.manifestsCached++;
+          return { digest: head.digest, bytes: cached, mediaType: head.mediaType };
         }
         if (head && src.kind === 'oci-layout') {
           return { digest: head.digest, ...(await manifestByDigest(head.digest, head.size, head.mediaType)) };
