@@ -156,7 +156,10 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
     const errors = problems.flatMap((p) => p.errors.map((e) => `${p.w.name}: ${e}`));
     if (errors.length) throw new RegistrishError(`the registry cannot be served as planned:\n  ${errors.join('\n  ')}`);
 
-    for (const r of plan.images) logger.info(imageLine(r, plan, stats));
+    for (const r of plan.images) {
+      logger.info(imageLine(r, plan, stats));
+      for (const warning of r.warnings) logger.warn(warning);
+    }
     const host = await renderHosts(writers, options.outputDir, paths);
     for (const warning of host.warnings) logger.warn(warning);
     await writeRegistryTree(plan, store, options.outputDir, { linkMode: options.linkMode, hostFiles: host.files });

@@ -50,6 +50,8 @@ export interface ImageReport {
   manifestsCached: number;
   /** Blobs this image references (config, layers, attestation blobs). */
   blobs: Set<string>;
+  /** Things the user should know (logged as warnings), e.g. a `platforms` filter that had nothing to filter. */
+  warnings: string[];
 }
 
 export interface Plan {
@@ -119,7 +121,7 @@ async function planImage(
   const { store } = options;
   const source = options.sourceFor(spec);
   const context = describe(spec);
-  const report: ImageReport = { spec, digest: '', platforms: [], manifestsFetched: 0, manifestsCached: 0, blobs: new Set() };
+  const report: ImageReport = { spec, digest: '', platforms: [], manifestsFetched: 0, manifestsCached: 0, blobs: new Set(), warnings: [] };
   const repo = repoFor(plan, spec.name);
 
   // Manifests are read through the store: fetched only when their digest is new, verified before kept.
@@ -236,6 +238,12 @@ async function planImage(
       // Checked before spreading: `layers` from upstream may be any JSON value.
       if (!doc.config || !Array.isArray(doc.layers)) {
         throw new RegistrishError(`${context}: manifest ${digest} (${mediaType}) has no config or layers`);
+      }
+      if (depth === 0 && spec.platforms) {
+        // Nothing to choose from: say so rather than ignore the setting silently.
+        report.warnings.push(
+          `${context}: "platforms" has no effect: ${digest.slice(0, 19)}… is a single-platform image, not an index; it is published as it is`,
+        );
       }
       const descriptors = [doc.config, ...doc.layers].filter(Boolean) as Descriptor[];
       for (const d of descriptors) {

@@ -93,6 +93,22 @@ describe('buildRegistry', () => {
     expect(await readFile(headersFile, 'utf8')).toBe(`/x\n  X-Test: 1\n\n${block}`);
   });
 
+  it('warns when "platforms" is set on a single-platform image (nothing to filter), and publishes it as it is', async () => {
+    const top = JSON.parse(await readFile(path.join(EXAMPLE, 'index.json'), 'utf8')).manifests[0].digest as string;
+    const index = JSON.parse(await readFile(path.join(EXAMPLE, 'blobs/sha256', top.slice(7)), 'utf8'));
+    const arm = index.manifests.find((m: any) => m.platform?.architecture === 'arm64').digest as string;
+    await writeFile(
+      path.join(dir, 'images.json'),
+      JSON.stringify({ images: [{ source: `oci:${EXAMPLE}@${arm}`, name: 'single', tags: ['arm'], platforms: ['linux/amd64'] }] }),
+    );
+    logs = [];
+    await buildRegistry({ ...options(), outputDir: path.join(dir, '_single') });
+    expect(logs.filter((l) => l.startsWith('WARN'))).toEqual([
+      expect.stringMatching(/^WARN images\[0\] \(oci:.*→ single\): "platforms" has no effect: sha256:[0-9a-f]{12}… is a single-platform image, not an index; it is published as it is$/),
+    ]);
+    expect(await readFile(path.join(dir, '_single/v2/single/manifests/arm'))).toEqual(await readFile(path.join(EXAMPLE, 'blobs/sha256', arm.slice(7))));
+  });
+
   it('a failed build leaves the previous output exactly as it was, with no leftovers', async () => {
     const before = await snapshot(path.join(dir, '_site'));
     await writeFile(path.join(dir, 'images.json'), images('no-such-tag'));
