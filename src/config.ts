@@ -558,21 +558,29 @@ function parseJson(text: string, label: string): unknown {
   if (body.trim() === '') {
     throw new ConfigError([`${label}: the file is empty — write e.g. {"images": ["alpine:3.20"]}`], { hint: SCHEMA_HINT });
   }
+  let parsed: unknown;
+  let parseError: unknown;
   try {
-    return JSON.parse(body);
+    parsed = JSON.parse(body);
   } catch (err) {
-    // V8's messages name a position only sometimes ("Unexpected token ']', "[1,]" is not valid
-    // JSON" has none), so a small scanner finds where and why.
-    const found = locateJsonError(body) ?? fromV8Message((err as Error).message, body);
+    parseError = err;
+  }
+  // V8's messages name a position only sometimes ("Unexpected token ']', "[1,]" is not valid
+  // JSON" has none), so a small scanner finds where and why; it also finds duplicate properties,
+  // which JSON.parse accepts.
+  const problem = locateJsonError(body);
+  if (parseError || problem) {
+    const found = problem ?? fromV8Message((parseError as Error).message, body);
     const { line, column } = lineAndColumn(body, found.offset);
     const lines = body.split('\n');
     const src = (lines[line - 1] ?? '').replace(/\r$/, '');
     const excerpt = src.length <= 160 ? `\n  ${src}\n  ${src.slice(0, column - 1).replace(/[^\t]/g, ' ')}^` : '';
-    throw new ConfigError([`${label}: invalid JSON at line ${line}, column ${column}: ${found.reason}${excerpt}`], {
-      cause: err,
+    throw new ConfigError([`${label}: ${parseError ? 'invalid JSON at' : 'at'} line ${line}, column ${column}: ${found.reason}${excerpt}`], {
+      cause: parseError,
       hint: SCHEMA_HINT,
     });
   }
+  return parsed;
 }
 
 function fromV8Message(message: string, text: string): { offset: number; reason: string } {
@@ -587,7 +595,7 @@ function lineAndColumn(text: string, offset: number): { line: number; column: nu
   return { line, column: offset - before.lastIndexOf('\n') };
 }
 
-/** The offset and a readable reason of the first JSON syntax error, or undefined if there is none. */
+/** The offset and a readable reason of the first JSON syntax error or duplicate property, or undefined if there is none. */
 export function locateJsonError(text: string): { offset: number; reason: string } | undefined {
   class Stop {
     constructor(
@@ -639,13 +647,19 @@ export function locateJsonError(text: string): { offset: number; reason: string 
         i++;
         return;
       }
+      const keys = new Set<string>();
       for (let comma = -1; ; ) {
         ws();
         if (text[i] === '}') stop('trailing comma before "}" (JSON allows none)', comma);
         if (text[i] !== '"') {
           stop(text[i] === "'" ? 'property names need double quotes, not single' : `expected a property name in double quotes, found ${found()}`);
         }
+        const keyAt = i;
         string();
+        // Valid JSON, but JSON.parse would silently keep only the last value: almost always a mistake.
+        const key = JSON.parse(text.slice(keyAt, i)) as string;
+        if (keys.has(key)) stop(`duplicate property ${quote(key)} in one object (only the last one would count)`, keyAt);
+        keys.add(key);
         ws();
         if (text[i] !== ':') stop(`expected ":" after the property name, found ${found()}`);
         i++;

@@ -414,6 +414,19 @@ describe('malformed JSON', () => {
     );
   });
 
+  test('a property given twice in one object is reported where the second one is (JSON.parse would keep only the last)', () => {
+    const text = '{\n  "images": [\n    { "source": "alpine:3.20", "name": "a", "source": "nginx" }\n  ]\n}';
+    expect(() => parseConfigText(text, FILE, { env: {} })).toThrow(
+      'images.json: at line 3, column 45: duplicate property "source" in one object (only the last one would count)\n' +
+        '      { "source": "alpine:3.20", "name": "a", "source": "nginx" }\n' +
+        '                                              ^',
+    );
+    // The same name in different objects is fine; names are compared after unescaping.
+    expect(() => parseConfigText('{"images": [{"source": "a"}, {"source": "b"}]}', FILE, { env: {} })).not.toThrow();
+    expect(locateJsonError('{"a": 1, "\\\\u0061": 2}')).toBeUndefined(); // a backslash, then u0061: not "a"
+    expect(locateJsonError('{"a": 1, "\\u0061": 2}')).toEqual({ offset: 9, reason: 'duplicate property "a" in one object (only the last one would count)' });
+  });
+
   test('the locator agrees with JSON.parse on what is valid', () => {
     const valid = ['{}', '[]', '0', '-1.5e+3', '"\\u00e9\\n"', '{"a":[1,{"b":null}],"c":true}', ' \n\t[ ] ', '"é"'];
     for (const t of valid) {
