@@ -63,7 +63,9 @@ export class ContentStore {
 
   /**
    * Reads a small stored document (a manifest), or undefined when absent. Refuses anything
-   * over `maxBytes`, so an index naming a cached layer as a "manifest" cannot fill memory.
+   * over `maxBytes`, so an index naming a cached layer as a "manifest" cannot fill memory. The
+   * bytes are checked against the digest (cheap at this size): a file damaged since it was stored
+   * (output files are hard links into the cache) is dropped and reads as absent, to be fetched again.
    */
   async readSmall(digest: string, maxBytes: number): Promise<Buffer | undefined> {
     const file = this.pathFor(digest);
@@ -72,7 +74,10 @@ export class ContentStore {
       if (st.size > maxBytes) {
         throw new IntegrityError(`${digest} is ${st.size} bytes: too large for a manifest (limit ${maxBytes})`);
       }
-      return await readFile(file);
+      const bytes = await readFile(file);
+      if (sha256(bytes) === digest) return bytes;
+      await rm(file, { force: true });
+      return undefined;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;

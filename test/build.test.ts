@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { filesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildOptions } from '../src/build.ts';
+import { sha256 } from '../src/store.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 
 // Build-level guarantees on the shipped example (no network): a failed build never damages
@@ -107,6 +108,17 @@ describe('buildRegistry', () => {
       expect.stringMatching(/^WARN images\[0\] \(oci:.*→ single\): "platforms" has no effect: sha256:[0-9a-f]{12}… is a single-platform image, not an index; it is published as it is$/),
     ]);
     expect(await readFile(path.join(dir, '_single/v2/single/manifests/arm'))).toEqual(await readFile(path.join(EXAMPLE, 'blobs/sha256', arm.slice(7))));
+  });
+
+  it('a cached manifest damaged in place (output files are hard links into the cache) is fetched again', async () => {
+    await writeFile(path.join(dir, 'images.json'), images('1.0'));
+    await buildRegistry(options());
+    const file = path.join(dir, '_site', 'v2', 'hello', 'manifests', '1.0');
+    const good = await readFile(file);
+    await truncate(file, 10);
+    await buildRegistry(options());
+    expect(await readFile(file)).toEqual(good);
+    expect(sha256(await readFile(path.join(dir, '.cache', 'blobs', 'sha256', sha256(good).slice(7))))).toBe(sha256(good));
   });
 
   it('a failed build leaves the previous output exactly as it was, with no leftovers', async () => {
