@@ -169,7 +169,7 @@ export class ContentStore {
         if (!(failure instanceof IntegrityError)) sink.flush();
         await sink.settled();
         // Neither is a failing disk.
-        if (sink.diskError) throw sink.diskError;
+        if (sink.localError) throw sink.localError;
         if (failure instanceof IntegrityError) throw failure;
         written = sink.written;
         if (failure) {
@@ -188,6 +188,10 @@ export class ContentStore {
         // No fsync per blob: it doubled the time of a 1 GiB layer (docs/performance.md). A process
         // crash can never leave a wrong file (rename after verify); after an OS crash or power
         // loss, delete the cache folder.
+        // The hash covers the bytes received; this covers the bytes on disk (a short write that
+        // somehow got through would otherwise be renamed into the cache under the right name).
+        const onDisk = (await fh.stat()).size;
+        if (onDisk !== size) throw new RegistrishError(`${what}: ${onDisk} of ${size} bytes reached the disk; refusing to store the file`);
         await fh.close();
         await rename(tmp, dest);
         return;
@@ -239,6 +243,21 @@ export function digestPath(root: string, digest: string): string {
   return path.join(root, 'blobs', algorithm, hex);
 }
 
+/**
+ * Writes all `total` bytes of `chunks` at `at`. A write may land only partly (a full disk, a
+ * file-size limit) without failing: the rest is written again, which then fails for real.
+ */
+async function writeFully(fh: FileHandle, chunks: Buffer[], total: number, at: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(chunks, at);
+  if (bytesWritten === total) return;
+  const rest = Buffer.concat(chunks).subarray(bytesWritten);
+  for (let done = 0; done < rest.length; ) {
+    const { bytesWritten: n } = await fh.write(rest, done, rest.length - done, at + bytesWritten + done);
+    if (n <= 0) throw new Error(`could not write byte ${at + bytesWritten + done} of the file (no space left?)`);
+    done += n;
+  }
+}
+
 /** Bytes per write batch, and batches written at once (each on its own thread-pool thread). */
 const BATCH_BYTES = 512 * 1024;
 const WRITES_IN_FLIGHT = 3;
@@ -253,7 +272,8 @@ class BatchWriter {
   written: number;
   /** Bytes handed to `add` (hashed or batched). */
   received: number;
-  diskError?: Error;
+  /** A write (or the progress callback) failed: not something a retry of the download can fix. */
+  localError?: Error;
   private submitted: number;
   private batch: Buffer[] = [];
   private batchBytes = 0;
@@ -276,12 +296,12 @@ class BatchWriter {
     if (this.batchBytes < BATCH_BYTES) return;
     this.flush();
     while (this.pending.size >= WRITES_IN_FLIGHT) await Promise.race(this.pending);
-    if (this.diskError) throw this.diskError;
+    if (this.localError) throw this.localError;
   }
 
   /** Hashes and starts writing what is batched so far. */
   flush(): void {
-    if (!this.batchBytes || this.diskError) return;
+    if (!this.batchBytes || this.localError) return;
     const chunks = this.batch;
     const total = this.batchBytes;
     this.batch = [];
@@ -291,20 +311,19 @@ class BatchWriter {
     for (const c of chunks) this.hash.update(c);
     const at = this.submitted;
     this.submitted += total;
-    const p: Promise<void> = this.fh.writev(chunks, at).then(
+    const p: Promise<void> = writeFully(this.fh, chunks, total, at).then(
       () => {
         this.written += total;
         this.onBytes?.(total);
       },
-      (err: Error) => {
-        this.diskError ??= err;
-      },
-    );
+    ).catch((err: Error) => {
+      this.localError ??= err;
+    });
     this.pending.add(p);
     void p.then(() => this.pending.delete(p));
   }
 
-  /** Waits for every write under way (never rejects; see `diskError`). */
+  /** Waits for every write under way (never rejects; see `localError`). */
   async settled(): Promise<void> {
     while (this.pending.size) await Promise.all([...this.pending]);
   }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -128,6 +129,36 @@ describe('ContentStore', () => {
     // Not toEqual: a deep comparison of 9 MiB byte by byte takes most of a minute.
     expect(sha256(await readFile(store.pathFor(bigDigest)))).toBe(bigDigest);
     await assertStoreSound();
+  });
+
+  it('a write the disk takes only partly (a file-size limit here) fails the download and stores nothing', async () => {
+    // A real short write needs a real limit: a child process with `ulimit -f` (SIGXFSZ ignored, so
+    // the kernel answers with a short write, then EFBIG).
+    const script = path.join(dir, 'short.mts');
+    const cache = path.join(dir, 'short-cache');
+    await writeFile(
+      script,
+      `import { Readable } from 'node:stream';
+import { ContentStore, sha256 } from ${JSON.stringify(path.resolve(import.meta.dirname, '../src/store.ts'))};
+const blob = Buffer.alloc(1280 * 1024);
+for (let i = 0; i < blob.length; i++) blob[i] = (i * 31) & 0xff;
+const store = new ContentStore(${JSON.stringify(cache)});
+const open = async (offset: number) => ({ status: offset ? 206 : 200, body: Readable.from((function* () {
+  for (let i = offset; i < blob.length; i += 65536) yield blob.subarray(i, Math.min(i + 65536, blob.length));
+})()) });
+await store.ensureBlob(sha256(blob), blob.length, open);
+console.log('stored');
+`,
+    );
+    const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 1100; exec node --import tsx ${JSON.stringify(script)}`], {
+      cwd: path.resolve(import.meta.dirname, '..'),
+      encoding: 'utf8',
+    });
+    expect(r.stdout).not.toContain('stored');
+    expect(r.stderr).toContain('EFBIG');
+    const left = await readdir(path.join(cache, 'blobs', 'sha256')).catch(() => []);
+    expect(left).toEqual([]);
+    expect(await readdir(path.join(cache, 'tmp'))).toEqual([]);
   });
 
   it('starts over when the server ignores Range and answers 200', async () => {
