@@ -1,4 +1,4 @@
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistrishError } from './errors.ts';
 import { MANIFEST_TYPES } from './media-types.ts';
@@ -6,7 +6,7 @@ import { isValidDigest, isValidRepositoryName, isValidTag } from './reference.ts
 import { mapLimit } from './limit.ts';
 import type { HostFile } from './hosts.ts';
 import type { Plan } from './plan.ts';
-import type { ContentStore, LinkMode } from './store.ts';
+import { sha256, type ContentStore, type LinkMode } from './store.ts';
 import type { PublishedPath } from './types.ts';
 
 // Lays the plan out as the static files of a registry, and describes every URL neutrally
@@ -27,6 +27,10 @@ export const PATHS_FILE = 'v2/.registrish-paths.json';
 export interface PathsFile {
   version: 1;
   paths: PublishedPath[];
+  /** How the tree was written (a rebuild that would write it otherwise cannot keep it). */
+  linkMode?: LinkMode;
+  /** Every host file written with the tree (a host added or dropped means a rewrite). */
+  hostFiles?: string[];
 }
 
 /** Reads the description a build left in `outDir`. */
@@ -168,17 +172,20 @@ export async function writeRegistryTree(
   const paths = describePaths(plan);
   await mkdir(outDir, { recursive: true });
   await removeStaleStaging(outDir);
-  const pathsText = JSON.stringify({ version: 1, paths } satisfies PathsFile) + '\n';
-  if (await treeIsCurrent(outDir, pathsText, paths)) {
+  const linkMode = options.linkMode ?? 'hardlink';
+  const hostFiles = options.hostFiles ?? [];
+  const pathsText =
+    JSON.stringify({ version: 1, paths, linkMode, hostFiles: hostFiles.map((f) => f.file).sort() } satisfies PathsFile) + '\n';
+  const bodies = new Map<string, string>([['v2/index.html', BASE_BODY], ['v2/_catalog', catalogBody(plan)]]);
+  for (const repo of plan.repos.values()) bodies.set(`v2/${repo.name}/tags/list`, tagsBody(repo.name, repo.tags));
+  if (await treeIsCurrent(outDir, pathsText, paths, bodies, store, linkMode)) {
     // Nothing changed since the build that wrote this tree: keep it (a warm rebuild then costs
-    // the upstream requests and a stat per file), and only bring host files up to date.
-    await writeHostFiles(outDir, await changedHostFiles(outDir, options.hostFiles ?? []));
+    // the upstream requests and a stat or two per file), and only bring host files up to date.
+    await writeHostFiles(outDir, await changedHostFiles(outDir, hostFiles));
     return paths;
   }
   const staging = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
   try {
-    const bodies = new Map<string, string>([['v2/index.html', BASE_BODY], ['v2/_catalog', catalogBody(plan)]]);
-    for (const repo of plan.repos.values()) bodies.set(`v2/${repo.name}/tags/list`, tagsBody(repo.name, repo.tags));
     // Folders first, once each, so the parallel writes below only create files.
     const dirs = new Set(paths.map((p) => path.posix.dirname(p.file)));
     for (const dir of [...dirs].sort()) await mkdir(path.join(staging, ...dir.split('/').slice(1)), { recursive: true });
@@ -187,12 +194,12 @@ export async function writeRegistryTree(
       const dest = path.join(staging, ...p.file.split('/').slice(1));
       const body = bodies.get(p.file);
       if (body !== undefined) await writeFile(dest, body);
-      else await store.linkInto(p.digest!, dest, options.linkMode);
+      else await store.linkInto(p.digest!, dest, linkMode);
     });
     // Host files are fully written before the swap; after it, each is one rename away.
     const pending: Array<[string, string]> = [];
     await writeFile(path.join(staging, ...PATHS_FILE.split('/').slice(1)), pathsText);
-    for (const [i, f] of (options.hostFiles ?? []).entries()) {
+    for (const [i, f] of hostFiles.entries()) {
       const tmp = `${staging}.${i}`;
       await writeFile(tmp, f.text);
       pending.push([tmp, path.join(outDir, f.file)]);
@@ -201,7 +208,7 @@ export async function writeRegistryTree(
     for (const [tmp, dest] of pending) await rename(tmp, dest);
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
-    for (const [i] of (options.hostFiles ?? []).entries()) await rm(`${staging}.${i}`, { force: true });
+    for (const [i] of hostFiles.entries()) await rm(`${staging}.${i}`, { force: true });
     throw err;
   }
   return paths;
@@ -209,24 +216,38 @@ export async function writeRegistryTree(
 
 /**
  * Is `v2/` in `outDir` exactly what this plan would write? Its paths file must be byte-identical
- * (the same URLs, digests, types and sizes; the JSON bodies follow from them), and every file must
- * be there with its size: a deleted or truncated file means a full rewrite.
+ * (the same URLs, digests, types, sizes, link mode and host files), and every file must be there:
+ * JSON bodies with the same text; with hard links, each manifest and blob the very file the cache
+ * holds (the cache checks manifests against their digest when it reads them); with copies, each
+ * manifest hashing to its digest and each blob with its size.
  */
-async function treeIsCurrent(outDir: string, pathsText: string, paths: PublishedPath[]): Promise<boolean> {
+async function treeIsCurrent(
+  outDir: string,
+  pathsText: string,
+  paths: PublishedPath[],
+  bodies: Map<string, string>,
+  store: ContentStore,
+  linkMode: LinkMode,
+): Promise<boolean> {
   try {
     if ((await readFile(path.join(outDir, ...PATHS_FILE.split('/')), 'utf8')) !== pathsText) return false;
   } catch {
     return false;
   }
-  const sizesMatch = await mapLimit(paths, 32, async (p) => {
-    try {
-      const st = await lstat(path.join(outDir, ...p.file.split('/')));
-      return st.isFile() && st.size === p.size;
-    } catch {
-      return false;
+  const fileIsCurrent = async (p: PublishedPath): Promise<boolean> => {
+    const file = path.join(outDir, ...p.file.split('/'));
+    const st = await lstat(file);
+    if (!st.isFile() || st.size !== p.size) return false;
+    const body = bodies.get(p.file);
+    if (body !== undefined) return (await readFile(file, 'utf8')) === body;
+    if (linkMode === 'hardlink') {
+      const cached = await stat(store.pathFor(p.digest!));
+      return cached.ino === st.ino && cached.dev === st.dev;
     }
-  });
-  return sizesMatch.every(Boolean);
+    return p.kind !== 'manifest' || sha256(await readFile(file)) === p.digest;
+  };
+  const current = await mapLimit(paths, 32, (p) => fileIsCurrent(p).catch(() => false));
+  return current.every(Boolean);
 }
 
 /** The host files whose text differs from what is on disk. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { filesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,7 +55,7 @@ describe('buildRegistry', () => {
     expect(text).toContain('/v2/hello/manifests/1.0\n  Content-Type: application/vnd.oci.image.index.v1+json');
   });
 
-  it('a rebuild with nothing changed keeps v2/ in place, but a missing or truncated file means a full rewrite', async () => {
+  it('a rebuild with nothing changed keeps v2/ in place, but any file not exactly as built, another link mode or other hosts mean a full rewrite', async () => {
     await writeFile(path.join(dir, 'images.json'), images('1.0'));
     await buildRegistry(options());
     const v2 = path.join(dir, '_site', 'v2');
@@ -69,22 +69,37 @@ describe('buildRegistry', () => {
 
     const blob = Object.keys(before).find((f) => f.includes('/blobs/sha256:'))!;
     const tagManifest = 'hello/manifests/1.0';
+    // Replaced, not edited in place: output files are hard links into the cache.
+    const replace = async (rel: string, edit: (b: Buffer) => Buffer) => {
+      const file = path.join(v2, rel);
+      const bytes = await readFile(file);
+      await rm(file);
+      await writeFile(file, edit(bytes));
+    };
+    const sameSize = (b: Buffer) => Buffer.from(b.toString('latin1').replace('1.0', '9.9'), 'latin1');
     for (const damage of [
       () => rm(path.join(v2, blob)),
-      // Replaced, not truncated in place: output files are hard links into the cache.
-      async () => {
-        const file = path.join(v2, tagManifest);
-        const text = await readFile(file);
-        await rm(file);
-        await writeFile(file, text.subarray(0, 10));
-      },
-      () => writeFile(path.join(v2, 'hello', 'tags', 'list'), '{"name":"hello","tags":["1.0","evil"]}\n'),
+      () => replace(tagManifest, (b) => b.subarray(0, 10)),
+      // Same size, other bytes: a manifest that is no longer the cache's file, a tag list edited.
+      () => replace(tagManifest, (b) => Buffer.from(b).fill(0x20, 0, 1)),
+      () => replace('hello/tags/list', sameSize),
+      () => replace('_catalog', (b) => Buffer.from(b.toString().replace('hello', 'jello'))),
     ]) {
       await writeFile(marker, '');
       await damage();
       await buildRegistry(options());
       expect(await snapshot(v2)).toEqual(before);
     }
+    // Copies instead of hard links: not the tree a hard-link build left, so it is rewritten.
+    await buildRegistry({ ...options(), linkMode: 'copy' });
+    expect((await stat(path.join(v2, tagManifest))).nlink).toBe(1);
+    await buildRegistry(options());
+    expect((await stat(path.join(v2, tagManifest))).nlink).toBeGreaterThan(1); // the cache's file, also under its digest
+    // A host dropped: its files inside v2/ (Apache's .htaccess) go with the rewrite.
+    await buildRegistry({ ...options(), hosts: ['netlify', 'apache'] });
+    expect(Object.keys(await snapshot(v2)).filter((f) => f.endsWith('.htaccess')).length).toBeGreaterThan(0);
+    await buildRegistry(options());
+    expect(await snapshot(v2)).toEqual(before);
     // A site that rewrote _headers (a passthrough copy) gets our block back even when v2/ is kept.
     const headersFile = path.join(dir, '_site', '_headers');
     const headers = await readFile(headersFile, 'utf8');
