@@ -12,12 +12,15 @@ const ROOT = path.dirname(fileURLToPath(import.meta.url));
 /** Written next to the bundle: the hash of the src/ it was built from. */
 export const HASH_FILE = 'source-hash';
 
-/** SHA-256 over every file of `srcDir` (names and bytes, sorted by name). */
+/** SHA-256 over every file under `srcDir`, subfolders included (relative paths and bytes, sorted). */
 export async function sourceHash(srcDir) {
-  const entries = (await readdir(srcDir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
-  const contents = await Promise.all(entries.map((name) => readFile(path.join(srcDir, name))));
+  const files = (await readdir(srcDir, { recursive: true, withFileTypes: true }))
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(srcDir, path.join(e.parentPath ?? e.path, e.name)))
+    .sort();
+  const contents = await Promise.all(files.map((name) => readFile(path.join(srcDir, name))));
   const h = createHash('sha256');
-  entries.forEach((name, i) => h.update(`${name}\0${contents[i].length}\0`).update(contents[i]));
+  files.forEach((name, i) => h.update(`${name}\0${contents[i].length}\0`).update(contents[i]));
   return h.digest('hex');
 }
 
@@ -40,7 +43,13 @@ export async function distIsCurrent(root = ROOT) {
  */
 export async function loadEntry(entry, root = ROOT) {
   if (await distIsCurrent(root)) {
-    return { module: await import(pathToFileURL(path.join(root, 'dist', `${entry}.js`)).href), from: 'dist' };
+    try {
+      return { module: await import(pathToFileURL(path.join(root, 'dist', `${entry}.js`)).href), from: 'dist' };
+    } catch (err) {
+      // A bundle that matches the sources but does not load (a file lost since it was built): the
+      // sources still work, so say so and use them.
+      console.warn(`registrish: dist/${entry}.js did not load (${err?.message ?? err}); running src/ through tsx instead`);
+    }
   }
   const { tsImport } = await import('tsx/esm/api');
   // tsconfig: false: tsx would otherwise read the tsconfig.json of the current directory, which is

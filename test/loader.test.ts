@@ -16,13 +16,19 @@ const EXAMPLE = path.join(REPO, 'example', 'hello');
 let tmp: string;
 let pkg: string;
 
+/** A copy of the package (sources, loader, build script) with its dist/ built. */
+async function packageCopy(name: string): Promise<string> {
+  const root = path.join(tmp, name);
+  await mkdir(root);
+  for (const f of ['src', 'loader.js', 'package.json', 'scripts']) await cp(path.join(REPO, f), path.join(root, f), { recursive: true });
+  await symlink(path.join(REPO, 'node_modules'), path.join(root, 'node_modules'));
+  await promisify(execFile)(process.execPath, [path.join(root, 'scripts/build-dist.mjs'), root]);
+  return root;
+}
+
 beforeAll(async () => {
   tmp = makeTempDir('rsh-loader-');
-  pkg = path.join(tmp, 'pkg');
-  await mkdir(pkg);
-  for (const f of ['src', 'loader.js', 'package.json', 'scripts']) await cp(path.join(REPO, f), path.join(pkg, f), { recursive: true });
-  await symlink(path.join(REPO, 'node_modules'), path.join(pkg, 'node_modules'));
-  await promisify(execFile)(process.execPath, [path.join(pkg, 'scripts/build-dist.mjs'), pkg]);
+  pkg = await packageCopy('pkg');
 }, 60_000);
 afterAll(() => removeDir(tmp));
 
@@ -73,7 +79,34 @@ describe('loader', () => {
     expect(await distIsCurrent(pkg)).toBe(false);
     await rm(path.join(pkg, 'src', 'extra.ts'));
     expect(await distIsCurrent(pkg)).toBe(true);
+    await mkdir(path.join(pkg, 'src', 'sub'));
+    await writeFile(path.join(pkg, 'src', 'sub', 'later.ts'), 'export const y = 2;\n');
+    expect(await distIsCurrent(pkg)).toBe(false); // subfolders count too
+    await rm(path.join(pkg, 'src', 'sub'), { recursive: true });
+    expect(await distIsCurrent(pkg)).toBe(true);
     await rm(path.join(pkg, 'dist'), { recursive: true });
     expect((await loadEntry('index', pkg)).from).toBe('src');
   });
+
+  it('a bundle that matches but does not load falls back with a warning; a failed bundling never fails the install', async () => {
+    // A fresh copy: an ES module once imported stays cached under its URL.
+    const pkg = await packageCopy('pkg-broken');
+    const hash = await readFile(path.join(pkg, 'dist', 'source-hash'), 'utf8');
+    await rm(path.join(pkg, 'dist', 'index.js'));
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (m: string) => warnings.push(m);
+    try {
+      expect((await loadEntry('index', pkg)).from).toBe('src');
+    } finally {
+      console.warn = warn;
+    }
+    expect(warnings).toEqual([expect.stringMatching(/^registrish: dist\/index\.js did not load \(.*\); running src\/ through tsx instead$/)]);
+
+    await appendFile(path.join(pkg, 'src', 'errors.ts'), '\nexport const = ;\n');
+    const r = await promisify(execFile)(process.execPath, [path.join(pkg, 'scripts/build-dist.mjs'), pkg]);
+    expect(r.stderr).toMatch(/registrish: could not bundle src\/ into dist\/ .*; src\/ will run through tsx/s);
+    expect(await readFile(path.join(pkg, 'dist', 'source-hash'), 'utf8')).toBe(hash);
+    expect(await distIsCurrent(pkg)).toBe(false);
+  }, 60_000);
 });
