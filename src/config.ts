@@ -568,7 +568,9 @@ function parseJson(text: string, label: string): unknown {
   // V8's messages name a position only sometimes ("Unexpected token ']', "[1,]" is not valid
   // JSON" has none), so a small scanner finds where and why; it also finds duplicate properties,
   // which JSON.parse accepts.
-  const problem = locateJsonError(body);
+  // A file that is not JSON at all is reported for that first (a duplicate earlier in it would be a
+  // second thing to fix, found on the next run).
+  const problem = locateJsonError(body, { duplicates: !parseError });
   if (parseError || problem) {
     const found = problem ?? fromV8Message((parseError as Error).message, body);
     const { line, column } = lineAndColumn(body, found.offset);
@@ -595,8 +597,15 @@ function lineAndColumn(text: string, offset: number): { line: number; column: nu
   return { line, column: offset - before.lastIndexOf('\n') };
 }
 
-/** The offset and a readable reason of the first JSON syntax error or duplicate property, or undefined if there is none. */
-export function locateJsonError(text: string): { offset: number; reason: string } | undefined {
+const MAX_JSON_DEPTH = 200;
+
+/**
+ * The offset and a readable reason of the first JSON syntax error (or duplicate property, unless
+ * `duplicates: false`), or undefined if there is none.
+ */
+export function locateJsonError(text: string, opts: { duplicates?: boolean } = {}): { offset: number; reason: string } | undefined {
+  const duplicates = opts.duplicates ?? true;
+  let depth = 0;
   class Stop {
     constructor(
       readonly offset: number,
@@ -640,6 +649,16 @@ export function locateJsonError(text: string): { offset: number; reason: string 
   const value = (): void => {
     ws();
     const c = text[i];
+    // The scanner recurses: far deeper than any images.json, stop with a message, not a stack overflow.
+    if ((c === '{' || c === '[') && depth >= MAX_JSON_DEPTH) stop(`nested deeper than ${MAX_JSON_DEPTH} levels`);
+    depth++;
+    try {
+      valueAt(c);
+    } finally {
+      depth--;
+    }
+  };
+  const valueAt = (c: string | undefined): void => {
     if (c === '{') {
       i++;
       ws();
@@ -657,9 +676,11 @@ export function locateJsonError(text: string): { offset: number; reason: string 
         const keyAt = i;
         string();
         // Valid JSON, but JSON.parse would silently keep only the last value: almost always a mistake.
-        const key = JSON.parse(text.slice(keyAt, i)) as string;
-        if (keys.has(key)) stop(`duplicate property ${quote(key)} in one object (only the last one would count)`, keyAt);
-        keys.add(key);
+        if (duplicates) {
+          const key = JSON.parse(text.slice(keyAt, i)) as string;
+          if (keys.has(key)) stop(`duplicate property ${quote(key)} in one object (only the last one would count)`, keyAt);
+          keys.add(key);
+        }
         ws();
         if (text[i] !== ':') stop(`expected ":" after the property name, found ${found()}`);
         i++;

@@ -427,6 +427,14 @@ describe('malformed JSON', () => {
     expect(locateJsonError('{"a": 1, "\\u0061": 2}')).toEqual({ offset: 9, reason: 'duplicate property "a" in one object (only the last one would count)' });
   });
 
+  test('a file that is not JSON is reported for that first, even after a duplicate; deep nesting is an error, not a crash', () => {
+    expect(() => parseConfigText('{"images": [], "images": [,]}', FILE, { env: {} })).toThrow(
+      'images.json: invalid JSON at line 1, column 27: expected a value, found ","',
+    );
+    const deep = `{"images": [], "x": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    expect(() => parseConfigText(deep, FILE, { env: {} })).toThrow('images.json: at line 1, column 220: nested deeper than 200 levels');
+  });
+
   test('the locator agrees with JSON.parse on what is valid', () => {
     const valid = ['{}', '[]', '0', '-1.5e+3', '"\\u00e9\\n"', '{"a":[1,{"b":null}],"c":true}', ' \n\t[ ] ', '"é"'];
     for (const t of valid) {
