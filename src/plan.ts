@@ -146,6 +146,21 @@ async function planImage(
     return { bytes: got.bytes, mediaType: mediaTypeHint ?? got.mediaType };
   };
 
+  /** The os/architecture/variant a single-platform image's config declares (the config is fetched now). */
+  const configPlatform = async (config: Descriptor): Promise<PlatformFilter | undefined> => {
+    assertSafeDigest(config.digest, context);
+    await store.ensureBlob(config.digest, config.size, (offset) => source.openBlob(config.digest, offset), { context });
+    const bytes = await store.readSmall(config.digest, DEFAULT_MAX_MANIFEST_BYTES).catch(() => undefined);
+    let doc: { os?: unknown; architecture?: unknown; variant?: unknown } | undefined;
+    try {
+      doc = bytes && JSON.parse(bytes.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    if (!doc || typeof doc.os !== 'string' || typeof doc.architecture !== 'string' || !doc.os || !doc.architecture) return undefined;
+    return { os: doc.os, architecture: doc.architecture, ...(typeof doc.variant === 'string' && doc.variant ? { variant: doc.variant } : {}) };
+  };
+
   // 1. The top-level manifest: by digest when pinned, else where the tag points now. Entries that
   //    share a source tag (a rename, a platform-filtered copy) resolve it once per build.
   let top: TopManifest;
@@ -239,12 +254,6 @@ async function planImage(
       if (!doc.config || !Array.isArray(doc.layers)) {
         throw new RegistrishError(`${context}: manifest ${digest} (${mediaType}) has no config or layers`);
       }
-      if (depth === 0 && spec.platforms) {
-        // Nothing to choose from: say so rather than ignore the setting silently.
-        report.warnings.push(
-          `${context}: "platforms" has no effect: ${digest.slice(0, 19)}… is a single-platform image, not an index; it is published as it is`,
-        );
-      }
       const descriptors = [doc.config, ...doc.layers].filter(Boolean) as Descriptor[];
       for (const d of descriptors) {
         assertSafeDigest(d.digest, context);
@@ -262,6 +271,18 @@ async function planImage(
           const need = { digest: d.digest, size: d.size, source, context };
           plan.blobs.set(d.digest, need);
           options.onBlob?.(need);
+        }
+      }
+      if (depth === 0 && spec.platforms) {
+        // A single-platform image: nothing to filter, but it must be one of the platforms asked for.
+        const platform = await configPlatform(doc.config as Descriptor);
+        if (!platform) {
+          report.warnings.push(`${context}: "platforms" not checked: the config of ${digest.slice(0, 19)}… names no os/architecture; published as it is`);
+        } else if (!spec.platforms.some((f) => platformMatches(f, platform))) {
+          throw new RegistrishError(
+            `${context}: ${digest.slice(0, 19)}… is a single-platform image for ${formatPlatform(platform)}, which is not in "platforms" (${spec.platforms.map(formatPlatform).join(', ')})`,
+            { hint: 'Fix "platforms" in images.json, or point "source" at an index (a multi-platform tag) or at the image of the platform you want.' },
+          );
         }
       }
     }

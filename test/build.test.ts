@@ -109,20 +109,24 @@ describe('buildRegistry', () => {
     expect(await readFile(headersFile, 'utf8')).toBe(`/x\n  X-Test: 1\n\n${block}`);
   });
 
-  it('warns when "platforms" is set on a single-platform image (nothing to filter), and publishes it as it is', async () => {
+  it('"platforms" on a single-platform image: published when its config matches, an error naming its platform when not', async () => {
     const top = JSON.parse(await readFile(path.join(EXAMPLE, 'index.json'), 'utf8')).manifests[0].digest as string;
     const index = JSON.parse(await readFile(path.join(EXAMPLE, 'blobs/sha256', top.slice(7)), 'utf8'));
     const arm = index.manifests.find((m: any) => m.platform?.architecture === 'arm64').digest as string;
-    await writeFile(
-      path.join(dir, 'images.json'),
-      JSON.stringify({ images: [{ source: `oci:${EXAMPLE}@${arm}`, name: 'single', tags: ['arm'], platforms: ['linux/amd64'] }] }),
+    const entry = (platforms: string[]) =>
+      JSON.stringify({ images: [{ source: `oci:${EXAMPLE}@${arm}`, name: 'single', tags: ['arm'], platforms }] });
+    const out = path.join(dir, '_single');
+
+    await writeFile(path.join(dir, 'images.json'), entry(['linux/amd64']));
+    await expect(buildRegistry({ ...options(), outputDir: out })).rejects.toThrow(
+      /^images\[0\] \(oci:.*→ single\): sha256:[0-9a-f]{12}… is a single-platform image for linux\/arm64(\/v8)?, which is not in "platforms" \(linux\/amd64\)$/,
     );
+
+    await writeFile(path.join(dir, 'images.json'), entry(['linux/amd64', 'linux/arm64']));
     logs = [];
-    await buildRegistry({ ...options(), outputDir: path.join(dir, '_single') });
-    expect(logs.filter((l) => l.startsWith('WARN'))).toEqual([
-      expect.stringMatching(/^WARN images\[0\] \(oci:.*→ single\): "platforms" has no effect: sha256:[0-9a-f]{12}… is a single-platform image, not an index; it is published as it is$/),
-    ]);
-    expect(await readFile(path.join(dir, '_single/v2/single/manifests/arm'))).toEqual(await readFile(path.join(EXAMPLE, 'blobs/sha256', arm.slice(7))));
+    await buildRegistry({ ...options(), outputDir: out });
+    expect(logs.filter((l) => l.startsWith('WARN'))).toEqual([]);
+    expect(await readFile(path.join(out, 'v2/single/manifests/arm'))).toEqual(await readFile(path.join(EXAMPLE, 'blobs/sha256', arm.slice(7))));
   });
 
   it('a cached manifest damaged in place (output files are hard links into the cache) is fetched again', async () => {
