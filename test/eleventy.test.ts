@@ -92,8 +92,19 @@ export default function (eleventyConfig) {
       await waitFor(() => (/Watching/.test(output) ? true : undefined), { timeoutMs: 60_000, what: 'eleventy --watch to start' });
       const builds = () => (output.match(/\[registrish\] \d+ images/g) ?? []).length;
       expect(builds()).toBe(1);
-      await writeFile(path.join(site, 'src/index.md'), (await readFile(path.join(site, 'src/index.md'), 'utf8')) + '\nEdited.\n');
-      await waitFor(() => (/registry\.json unchanged/.test(output) ? true : undefined), { timeoutMs: 60_000, what: 'a template rebuild' });
+      // "Watching" is printed before the watcher is ready to see changes: edit again every 2 s until
+      // a rebuild shows (an edit made too early is simply not seen).
+      const page = path.join(site, 'src/index.md');
+      const original = await readFile(page, 'utf8');
+      let edits = 0;
+      await waitFor(
+        async () => {
+          if (/registry\.json unchanged/.test(output)) return true;
+          await writeFile(page, `${original}\nEdited ${++edits}.\n`);
+          return undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 2_000, what: 'a template rebuild' },
+      );
       expect(builds()).toBe(1);
       await writeFile(
         path.join(site, 'registry.json'),
