@@ -455,24 +455,27 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
       facts = await inspectManifestGet(getRow, got, desc);
     }
 
-    const head = await send('HEAD', urlPath, { accept: MANIFEST_ACCEPT });
-    if ('error' in head) fail(headRow, head.kind, head.error);
-    else {
-      await discard(head.body);
-      if (head.status !== 200) fail(headRow, 'status', `answered ${head.status} (expected 200)`);
-      else {
-        checkEncoding(headRow, head.headers);
-        const len = firstHeader(head.headers, 'content-length');
-        if (len === undefined) fail(headRow, 'head-length', 'no Content-Length');
-        else if (Number(len) === 0) fail(headRow, 'head-length', 'Content-Length is 0');
-        else if (facts && Number(len) !== facts.size) fail(headRow, 'length-wrong', `Content-Length ${len}, the manifest is ${facts.size} bytes`);
-        if (facts) {
-          checkManifestType(headRow, head.headers, facts.mediaType);
-          checkDigestHeader(headRow, head.headers, facts.digest);
-        }
+    const headers = await headAnswer(headRow, await send('HEAD', urlPath, { accept: MANIFEST_ACCEPT }));
+    if (headers) {
+      const len = firstHeader(headers, 'content-length');
+      if (len === undefined) fail(headRow, 'head-length', 'no Content-Length');
+      else if (Number(len) === 0) fail(headRow, 'head-length', 'Content-Length is 0');
+      else if (facts && Number(len) !== facts.size) fail(headRow, 'length-wrong', `Content-Length ${len}, the manifest is ${facts.size} bytes`);
+      if (facts) {
+        checkManifestType(headRow, headers, facts.mediaType);
+        checkDigestHeader(headRow, headers, facts.digest);
       }
     }
     return { rows, facts };
+  }
+
+  /** The headers of a HEAD that answered 200 with an acceptable encoding, or undefined once `row` has failed. */
+  async function headAnswer(row: CheckRow, head: Got): Promise<ResponseHeaders | undefined> {
+    if ('error' in head) return void fail(row, head.kind, head.error);
+    await discard(head.body);
+    if (head.status !== 200) return void fail(row, 'status', `answered ${head.status} (expected 200)`);
+    checkEncoding(row, head.headers);
+    return head.headers;
   }
 
   async function inspectManifestGet(
@@ -518,18 +521,12 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
     const label = `blob ${shortDigest(desc.digest)} (${formatSize(desc.size)})`;
     const headRow = newRow(name, `HEAD ${label}`);
     const rows = [headRow];
-    const head = await send('HEAD', urlPath);
-    if ('error' in head) fail(headRow, head.kind, head.error);
-    else {
-      await discard(head.body);
-      if (head.status !== 200) fail(headRow, 'status', `answered ${head.status} (expected 200)`);
-      else {
-        checkEncoding(headRow, head.headers);
-        const len = firstHeader(head.headers, 'content-length');
-        if (len === undefined) fail(headRow, 'head-length', 'no Content-Length');
-        else if (Number(len) !== desc.size) fail(headRow, len === '0' ? 'head-length' : 'length-wrong', `Content-Length ${len}, the blob is ${desc.size} bytes`);
-        checkBlobDigestHeader(headRow, head.headers, desc.digest);
-      }
+    const headers = await headAnswer(headRow, await send('HEAD', urlPath));
+    if (headers) {
+      const len = firstHeader(headers, 'content-length');
+      if (len === undefined) fail(headRow, 'head-length', 'no Content-Length');
+      else if (Number(len) !== desc.size) fail(headRow, len === '0' ? 'head-length' : 'length-wrong', `Content-Length ${len}, the blob is ${desc.size} bytes`);
+      checkBlobDigestHeader(headRow, headers, desc.digest);
     }
     if (!download) return rows;
 

@@ -125,16 +125,17 @@ async function planImage(
   const repo = repoFor(plan, spec.name);
 
   // Manifests are read through the store: fetched only when their digest is new, verified before kept.
-  const manifestByDigest = async (digest: string, expectedSize?: number, mediaTypeHint?: string) => {
+  const cachedManifest = async (digest: string, expectedSize?: number): Promise<Buffer | undefined> => {
     assertSafeDigest(digest, context);
     const cached = await store.readSmall(digest, DEFAULT_MAX_MANIFEST_BYTES);
-    if (cached) {
-      if (expectedSize !== undefined && cached.length !== expectedSize) {
-        throw new IntegrityError(`${context}: manifest ${digest} is ${cached.length} bytes, but its descriptor says ${expectedSize}`);
-      }
-      report.manifestsCached++;
-      return { bytes: cached, mediaType: mediaTypeHint };
+    if (!cached) return undefined;
+    if (expectedSize !== undefined && cached.length !== expectedSize) {
+      throw new IntegrityError(`${context}: manifest ${digest} is ${cached.length} bytes, but its descriptor says ${expectedSize}`);
     }
+    report.manifestsCached++;
+    return cached;
+  };
+  const fetchByDigest = async (digest: string, expectedSize?: number) => {
     const got = await source.fetchManifest(digest);
     report.manifestsFetched++;
     if (expectedSize !== undefined && got.bytes.length !== expectedSize) {
@@ -143,6 +144,12 @@ async function planImage(
       );
     }
     await store.putBytes(digest, got.bytes, `${context}: manifest ${digest}`);
+    return got;
+  };
+  const manifestByDigest = async (digest: string, expectedSize?: number, mediaTypeHint?: string) => {
+    const cached = await cachedManifest(digest, expectedSize);
+    if (cached) return { bytes: cached, mediaType: mediaTypeHint };
+    const got = await fetchByDigest(digest, expectedSize);
     return { bytes: got.bytes, mediaType: mediaTypeHint ?? got.mediaType };
   };
 
@@ -174,14 +181,12 @@ async function planImage(
     if (!resolving) {
       resolving = (async () => {
         const head = await source.resolveTag(tag);
-        // The usual warm case: the tag still points at a manifest the cache has (one read, no stat first).
-        const cached = head && (await store.readSmall(head.digest, DEFAULT_MAX_MANIFEST_BYTES));
-        if (head && cached) {
-          report.manifestsCached++;
-          return { digest: head.digest, bytes: cached, mediaType: head.mediaType };
-        }
+        // The usual warm case: the tag still points at a manifest the cache has.
+        const cached = head && (await cachedManifest(head.digest));
+        if (head && cached) return { digest: head.digest, bytes: cached, mediaType: head.mediaType };
         if (head && src.kind === 'oci-layout') {
-          return { digest: head.digest, ...(await manifestByDigest(head.digest, head.size, head.mediaType)) };
+          const got = await fetchByDigest(head.digest, head.size);
+          return { digest: head.digest, bytes: got.bytes, mediaType: head.mediaType ?? got.mediaType };
         }
         // Fetch by tag and name the content by its own hash: a HEAD's digest header is never trusted.
         const got = await source.fetchManifest(tag);
