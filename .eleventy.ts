@@ -1,4 +1,4 @@
-import registrish from './index.js';
+import registrish from './src/index.ts';
 
 // This repository's own site: a static registry built from images.json, plus a front page.
 export default function (eleventyConfig: any) {

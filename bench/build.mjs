@@ -1,15 +1,14 @@
 // One registry build, as its own process, for the benchmark: loads the package the way a site
-// does (loader.js: the bundle when current), prints the summary, where the code came from, and
-// the requests sent upstream, as JSON on stdout. Usage: node bench/build.mjs IMAGES OUT CACHE
+// does (the compiled dist/), prints the summary and the requests sent upstream, as JSON on stdout.
+// Usage: node bench/build.mjs IMAGES OUT CACHE
 import { Agent } from 'undici';
-import { loadEntry } from '../loader.js';
+import { buildRegistry } from '../dist/index.js';
 
 const [images, outputDir, cacheDir] = process.argv.slice(2);
 if (!images || !outputDir || !cacheDir) {
   console.error('usage: bench/build.mjs IMAGES_JSON OUTPUT_DIR CACHE_DIR');
   process.exit(2);
 }
-const { module, from } = await loadEntry('index');
 
 const requests = { manifestHead: 0, manifestGet: 0, blobGet: 0, other: 0 };
 const agent = new Agent({ connections: 8 }).compose((dispatch) => (opts, handler) => {
@@ -20,7 +19,7 @@ const agent = new Agent({ connections: 8 }).compose((dispatch) => (opts, handler
   return dispatch(opts, handler);
 });
 
-const summary = await module.buildRegistry({
+const summary = await buildRegistry({
   images,
   outputDir,
   cacheDir,
@@ -33,4 +32,4 @@ const summary = await module.buildRegistry({
 });
 await agent.close();
 const { paths: _paths, ...rest } = summary;
-console.log(JSON.stringify({ ...rest, from, requests }));
+console.log(JSON.stringify({ ...rest, requests }));

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { echo "bench: GNU time missing: apt-get install -y time" >&2; exit 1; }
 command -v curl >/dev/null || { echo "bench: curl missing: apt-get install -y curl" >&2; exit 1; }
-# Measure what an install runs: the bundle of the current src/ (loader.js falls back to tsx otherwise).
-node scripts/build-dist.mjs
+# Measure what an install runs: dist/, compiled from the current src/.
+node scripts/build-dist.mjs --clean
 exec node --import tsx bench/bench.ts "$@"

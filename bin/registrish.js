@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The CLI: the bundle npm install made of src/, or src/ itself through tsx's scoped loader when
-// that bundle is missing or out of date (loader.js).
-import { loadEntry } from '../loader.js';
+// The `registrish` command: serve, check, deploy (dist/ is compiled from src/ by tsc).
+import { main } from '../dist/cli/main.js';
 
-const { module } = await loadEntry('cli');
-process.exitCode = await module.main(process.argv.slice(2));
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

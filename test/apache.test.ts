@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCheck } from '../src/check.ts';
-import { APACHE_SENTINEL, APACHE_SENTINEL_VALUE, apacheResponseProblem, checkApache } from '../src/apache.ts';
-import type { PublishedPath } from '../src/types.ts';
+import { runCheck } from '../src/check/run.ts';
+import { APACHE_SENTINEL, APACHE_SENTINEL_VALUE, apacheResponseProblem, checkApache } from '../src/hosts/apache.ts';
 import { CLIENTS, expectExactHeaders as expectRegistryHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
 import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
+import { type PublishedPath } from '../src/model/published-path.ts';
 
 // The Apache writer (.htaccess files) against real Debian Apache 2.4, started with its own config
 // file on loopback ports (never the system service), and the four real pull clients. Three

@@ -1,10 +1,10 @@
 import { MockAgent } from 'undici';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { Authenticator, parseChallenges, pullScope, TokenCache } from '../src/auth.ts';
-import type { Credential } from '../src/credentials.ts';
-import { HttpError, RegistrishError } from '../src/errors.ts';
-import { clearSecrets, redact } from '../src/redact.ts';
-import { Transport } from '../src/transport.ts';
+import { Authenticator, parseChallenges, pullScope, TokenCache } from '../src/sources/registry/auth.ts';
+import type { Credential } from '../src/sources/registry/credentials.ts';
+import { HttpError, RegistrishError } from '../src/util/errors.ts';
+import { clearSecrets, redact } from '../src/util/redact.ts';
+import { Transport } from '../src/http/transport.ts';
 
 describe('parseChallenges', () => {
   test.each<[string, string, Array<{ scheme: string; params?: Record<string, string>; token68?: string }>]>([

@@ -4,8 +4,8 @@ import { filesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildOptions } from '../src/build.ts';
-import { sha256 } from '../src/store.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
+import { sha256 } from '../src/model/digest.ts';
 
 // Build-level guarantees on the shipped example (no network): a failed build never damages
 // the previous output, and a site's own `_headers` rules survive our rewrites.

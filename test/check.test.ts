@@ -4,12 +4,16 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry } from '../src/build.ts';
-import { BREAKS, FIXES, formatReport, registryOrigin, rowStatus, runCheck, type CheckReport, type ProblemKind } from '../src/check.ts';
-import { main, type CliIO } from '../src/cli.ts';
-import { readPathsFile } from '../src/output.ts';
-import { startPreviewServer, type PreviewServer } from '../src/serve.ts';
-import type { PublishedPath } from '../src/types.ts';
+import { registryOrigin } from '../src/check/origin.ts';
+import { BREAKS, GENERIC_FIXES, rowStatus, type ProblemKind } from '../src/check/problems.ts';
+import { formatReport, type CheckReport } from '../src/check/report.ts';
+import { runCheck } from '../src/check/run.ts';
+import { main } from '../src/cli/main.ts';
+import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
+import { type CliIO } from '../src/cli/args.ts';
+import { readPathsFile } from '../src/publish/paths-file.ts';
+import { type PublishedPath } from '../src/model/published-path.ts';
 
 // `registrish check` against a real build of example/hello served by the real preview server
 // (must pass), and against a small server that serves the same tree but breaks one thing per
@@ -388,7 +392,7 @@ describe('check: fixes and breaks tables', () => {
   it('has a breaks text and a generic fix for every kind', () => {
     for (const kind of Object.keys(BREAKS) as ProblemKind[]) {
       expect(BREAKS[kind].length).toBeGreaterThan(10);
-      expect(FIXES[kind].generic.length).toBeGreaterThan(10);
+      expect(GENERIC_FIXES[kind].length).toBeGreaterThan(10);
     }
   });
 
@@ -443,7 +447,7 @@ describe('check: the CLI', () => {
     expect(doc.source).toBe('catalog');
     const base = doc.rows.find((r) => r.label === 'GET /v2/')!;
     expect(base.status).toBe('fail');
-    expect(base.problems[0]).toMatchObject({ kind: 'base-status', breaks: BREAKS['base-status'], fix: FIXES['base-status'].generic });
+    expect(base.problems[0]).toMatchObject({ kind: 'base-status', breaks: BREAKS['base-status'], fix: GENERIC_FIXES['base-status'] });
   });
 
   it('usage errors exit 2; --help exits 0', async () => {

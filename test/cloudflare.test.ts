@@ -2,13 +2,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
-import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/cloudflare.ts';
-import { headersFor } from '../src/headers.ts';
-import { renderNetlifyHeaders } from '../src/netlify.ts';
-import type { PublishedPath } from '../src/types.ts';
+import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/hosts/cloudflare.ts';
+import { headersFor } from '../src/publish/headers.ts';
+import { renderNetlifyHeaders } from '../src/hosts/netlify.ts';
 import { seedUpstream } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { type PublishedPath } from '../src/model/published-path.ts';
 
 // Cloudflare Pages cannot run here (`wrangler pages dev` needs Node 22; this machine has Node 20
 // and no network beyond npm), so the generated `_headers` is checked against Pages' own rules,

@@ -4,10 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ConfigError, describeSource, loadConfig, locateJsonError, parseConfigText, splitOciReference } from '../src/config.ts';
-import { RegistrishError } from '../src/errors.ts';
-import { DOMAIN_PATTERN, PLATFORM_PATTERN, REFERENCE_PATTERN, REPOSITORY_NAME_PATTERN, TAG_PATTERN } from '../src/reference.ts';
-import type { ImageSpec } from '../src/types.ts';
+import { ConfigError, loadConfig, parseConfigText } from '../src/config/config.ts';
+import { RegistrishError } from '../src/util/errors.ts';
+import { DOMAIN_PATTERN, REFERENCE_PATTERN, REPOSITORY_NAME_PATTERN, TAG_PATTERN } from '../src/model/reference.ts';
+import { describeSource } from '../src/sources/kinds.ts';
+import { locateJsonError } from '../src/config/json.ts';
+import { splitOciReference, type OciLayoutRef } from '../src/sources/oci-layout.ts';
+import type { RegistryRef } from '../src/sources/registry/kind.ts';
+import { PLATFORM_PATTERN } from '../src/model/platform.ts';
 
 // Messages name the file relative to the working directory: a file right here reads `images.json`.
 const FILE = path.join(process.cwd(), 'images.json');
@@ -53,7 +57,7 @@ describe('the example from the docs', () => {
       { os: 'linux', architecture: 'amd64' },
       { os: 'linux', architecture: 'arm64' },
     ];
-    expect(config.images).toEqual<ImageSpec[]>([
+    expect(config.images).toEqual([
       { index: 0, name: 'alpine', tags: ['3.20'], source: { ...hub, repository: 'library/alpine', tag: '3.20', original: 'alpine:3.20' } },
       // An unpinned source mirrors: one spec per tag, each fetching the tag of the same name.
       {
@@ -114,7 +118,7 @@ describe('the example from the docs', () => {
   });
 
   test('describeSource', () => {
-    const lines = parse(example).images.map(describeSource);
+    const lines = parse(example).images.map((spec) => describeSource(spec.source));
     expect(lines).toEqual([
       'docker.io/library/alpine:3.20',
       'docker.io/library/nginx:1.27',
@@ -174,7 +178,7 @@ describe('defaults', () => {
       },
       { REGISTRISH_INSECURE_REGISTRIES: 'mirror.ci:5000, other.ci' },
     );
-    const insecure = config.images.map((s) => s.source.kind === 'registry' && s.source.insecure);
+    const insecure = config.images.map((s) => s.source.kind === 'registry' && (s.source as RegistryRef).insecure);
     expect(insecure).toEqual([true, true, true, true, false, true, false, true, false]);
     expect(config.insecureRegistries).toEqual(['registry.lan:5000', 'mirror.ci:5000', 'other.ci']);
   });
@@ -186,7 +190,7 @@ describe('oci: sources', () => {
     const config = parseConfigText(JSON.stringify({ images: ['oci:example/hello:1.0', 'oci:../shared/img', 'oci:/abs/x@' + D] }), file, {
       env: {},
     });
-    const dirs = config.images.map((s) => (s.source.kind === 'oci-layout' ? s.source.dir : ''));
+    const dirs = config.images.map((s) => (s.source.kind === 'oci-layout' ? (s.source as OciLayoutRef).dir : ''));
     expect(dirs).toEqual([path.join(os.tmpdir(), 'site/example/hello'), path.join(os.tmpdir(), 'shared/img'), '/abs/x']);
     expect(config.file).toBe(file);
   });

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { loadCredentials, normalizeRegistry } from '../src/credentials.ts';
-import { RegistrishError } from '../src/errors.ts';
-import { clearSecrets, redact } from '../src/redact.ts';
+import { loadCredentials, normalizeRegistry } from '../src/sources/registry/credentials.ts';
+import { RegistrishError } from '../src/util/errors.ts';
+import { clearSecrets, redact } from '../src/util/redact.ts';
 
 let dir: string;
 const b64 = (s: string) => Buffer.from(s).toString('base64');

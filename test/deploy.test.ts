@@ -4,16 +4,18 @@ import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } f
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry } from '../src/build.ts';
-import { main, type CliIO } from '../src/cli.ts';
-import { parseS3Url, planUploads } from '../src/deploy.ts';
-import { readPathsFile } from '../src/output.ts';
-import { S3Client, signV4 } from '../src/s3.ts';
-import { createAgent, USER_AGENT } from '../src/transport.ts';
-import { IMMUTABLE_CACHE, MUTABLE_CACHE } from '../src/headers.ts';
+import { main } from '../src/cli/main.ts';
+import { parseS3Url } from '../src/deploy/command.ts';
+import { planUploads } from '../src/deploy/deploy.ts';
+import { S3Client, signV4 } from '../src/deploy/s3-client.ts';
+import { createAgent, USER_AGENT } from '../src/http/transport.ts';
+import { IMMUTABLE_CACHE, MUTABLE_CACHE } from '../src/publish/headers.ts';
 import { ctrPull, skopeoCopy, startContainerd, type Containerd } from './harness/clients.ts';
 import { seedUpstream, type Fixtures } from './harness/images.ts';
 import { hasCommand, makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { type CliIO } from '../src/cli/args.ts';
+import { readPathsFile } from '../src/publish/paths-file.ts';
 
 // `registrish deploy` against a real S3-compatible server (s3rver, which checks the access key id
 // but NOT SigV4 signatures: see node_modules/s3rver/lib/middleware/authentication.js; signatures
@@ -161,9 +163,9 @@ afterAll(async () => {
 });
 
 describe('SigV4', () => {
-  it('matches the AWS documentation example (GET object with Range)', () => {
+  it('matches the AWS documentation example (GET object with Range)', async () => {
     // https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html — "GET Object".
-    const h = signV4({
+    const h = await signV4({
       method: 'GET',
       url: new URL('https://examplebucket.s3.amazonaws.com/test.txt'),
       headers: { range: 'bytes=0-9' },
@@ -180,8 +182,8 @@ describe('SigV4', () => {
 
   // The other three examples of the same page: a PUT with a key needing encoding, a sub-resource
   // query and a listing query (s3rver does not check V4 signatures, so these vectors are the proof).
-  const doc = (method: string, url: string, headers: Record<string, string>, payloadHash: string) =>
-    signV4({
+  const doc = async (method: string, url: string, headers: Record<string, string>, payloadHash: string) =>
+    (await signV4({
       method,
       url: new URL(url),
       headers,
@@ -189,27 +191,27 @@ describe('SigV4', () => {
       region: 'us-east-1',
       credentials: { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' },
       now: new Date('2013-05-24T00:00:00Z'),
-    })['authorization']!.replace(/^.*Signature=/u, '');
+    }))['authorization']!.replace(/^.*Signature=/u, '');
   const EMPTY = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
-  it('matches the AWS documentation PUT, ?lifecycle and listing examples', () => {
+  it('matches the AWS documentation PUT, ?lifecycle and listing examples', async () => {
     expect(
-      doc(
+      await doc(
         'PUT',
         'https://examplebucket.s3.amazonaws.com/test%24file.text',
         { date: 'Fri, 24 May 2013 00:00:00 GMT', 'x-amz-storage-class': 'REDUCED_REDUNDANCY' },
         '44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072',
       ),
     ).toBe('98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd');
-    expect(doc('GET', 'https://examplebucket.s3.amazonaws.com/?lifecycle', {}, EMPTY)).toBe('fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543');
-    expect(doc('GET', 'https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J', {}, EMPTY)).toBe(
+    expect(await doc('GET', 'https://examplebucket.s3.amazonaws.com/?lifecycle', {}, EMPTY)).toBe('fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543');
+    expect(await doc('GET', 'https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J', {}, EMPTY)).toBe(
       '34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7',
     );
   });
 
-  it('matches botocore on a registry-shaped PUT (encoded key, metadata, ACL, session token) and a listing page', () => {
+  it('matches botocore on a registry-shaped PUT (encoded key, metadata, ACL, session token) and a listing page', async () => {
     // Expected values computed with botocore 1.43 (S3SigV4Auth) for the same requests.
-    const sign = (method: string, url: string, headers: Record<string, string>, payloadHash: string) =>
-      signV4({
+    const sign = async (method: string, url: string, headers: Record<string, string>, payloadHash: string) =>
+      (await signV4({
         method,
         url: new URL(url),
         headers,
@@ -217,9 +219,9 @@ describe('SigV4', () => {
         region: 'eu-west-1',
         credentials: { accessKeyId: 'AKID', secretAccessKey: 'sekret/abc+def', sessionToken: 'tok123' },
         now: new Date('2026-01-02T03:04:05Z'),
-      })['authorization']!.replace(/^.*Signature=/u, '');
+      }))['authorization']!.replace(/^.*Signature=/u, '');
     expect(
-      sign(
+      await sign(
         'PUT',
         'https://bkt.s3.eu-west-1.amazonaws.com/mirror/v2/a/b/blobs/sha256%3Aabcdef',
         {
@@ -233,7 +235,7 @@ describe('SigV4', () => {
       ),
     ).toBe('a3d698b391e80537babfbdab593dfee1cd6fd82cbc103526f261393859b8f60e');
     expect(
-      sign('GET', 'https://bkt.s3.eu-west-1.amazonaws.com/?list-type=2&prefix=mirror%2Fv2%2F&continuation-token=1%2Fx%2By%3D%3D', {}, EMPTY),
+      await sign('GET', 'https://bkt.s3.eu-west-1.amazonaws.com/?list-type=2&prefix=mirror%2Fv2%2F&continuation-token=1%2Fx%2By%3D%3D', {}, EMPTY),
     ).toBe('162cbe737836bc26f59f984ab5ce6319c30ed92f710abce0825966954548cb14');
   });
 

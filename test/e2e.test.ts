@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildOptions, type BuildSummary } from '../src/build.ts';
-import { startPreviewServer } from '../src/serve.ts';
+import { startPreviewServer } from '../src/serve/server.ts';
 import { ctrPull, dockerPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
 import { CLIENTS, expectPull, type PullCase } from './harness/host-site.ts';
 import { seedUpstream, tagManifest, type Fixtures } from './harness/images.ts';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { matchHeaders, loadHeaderRules } from '../src/serve.ts';
+import { matchHeaders, loadHeaderRules } from '../src/serve/server.ts';
 import { makeTempDir, removeDir, run, waitFor } from './harness/procs.ts';
 
 // The plugin inside real Eleventy 3, as users run it: this repository's own config
@@ -37,11 +37,12 @@ describe('another Eleventy site using the package', () => {
   beforeAll(async () => {
     site = path.join(tmp, 'other-site');
     await cp(path.join(REPO, 'site'), path.join(site, 'src'), { recursive: true });
-    // An ESM site: the package entry loads the TypeScript plugin with a top-level await.
+    // An ESM site importing the compiled package entry (test/package.test.ts installs the packed
+    // tarball itself, in ESM and CommonJS sites).
     await writeFile(path.join(site, 'package.json'), '{ "type": "module" }\n');
     await writeFile(
       path.join(site, 'eleventy.config.js'),
-      `import registrish from ${JSON.stringify(path.join(REPO, 'index.js'))};
+      `import registrish from ${JSON.stringify(path.join(REPO, 'dist/index.js'))};
 export default function (eleventyConfig) {
   eleventyConfig.addPlugin(registrish, { images: 'registry.json', cacheDir: '.cache/reg' });
   return { dir: { input: 'src', output: 'public' } };

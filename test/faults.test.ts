@@ -2,21 +2,13 @@ import { writeFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry, formatError, type BuildSummary, type HttpTuning } from '../src/build.ts';
-import {
-  corruptJsonDigit,
-  diffSnapshots,
-  integrityProblems,
-  snapshotTree,
-  startCdn,
-  startFaultProxy,
-  type Cdn,
-  type Fault,
-  type FaultProxy,
-} from './harness/fault-proxy.ts';
+import { buildRegistry, type BuildSummary } from '../src/build.ts';
+import { corruptJsonDigit, diffSnapshots, integrityProblems, snapshotTree, startCdn, startFaultProxy, type Cdn, type Fault, type FaultProxy } from './harness/fault-proxy.ts';
 import { seedUpstream, type Fixtures, type ImageFixture } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { formatError } from '../src/util/errors.ts';
+import { type HttpTuning } from '../src/http/transport.ts';
 
 // Faults from upstream, one scenario per test: a fault-injecting proxy between the build and a
 // real docker-registry (anonymous, and token auth with the issuer behind the proxy too).

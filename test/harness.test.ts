@@ -3,20 +3,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ctrPull,
-  dockerPull,
-  podmanPull,
-  skopeoCopy,
-  skopeoInspectRaw,
-  startContainerd,
-  startDockerd,
-  type Containerd,
-  type Dockerd,
-} from './harness/clients.ts';
-import { fixtureData, makeTar, MT, seedUpstream, sha256, tagManifest, type Fixtures } from './harness/images.ts';
+import { ctrPull, dockerPull, podmanPull, skopeoCopy, skopeoInspectRaw, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
+import { fixtureData, makeTar, MT, seedUpstream, tagManifest, type Fixtures } from './harness/images.ts';
 import { freePort, hasCommand, makeTempDir, removeDir, run, spawnDaemon, waitFor } from './harness/procs.ts';
 import { fetchToken, fetchWithAuth, parseChallenge, startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { sha256 } from '../src/model/digest.ts';
 
 const HOOK = 120_000;
 const T = 120_000;

@@ -3,12 +3,13 @@ import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { entriesUnder } from './harness/fs-walk.ts';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry, formatError, type BuildOptions, type BuildSummary } from '../src/build.ts';
-import { MAX_INDEX_ENTRIES } from '../src/plan.ts';
+import { buildRegistry, type BuildOptions, type BuildSummary } from '../src/build.ts';
+import { MAX_INDEX_ENTRIES } from '../src/resolve/plan.ts';
 import { diffSnapshots, integrityProblems, snapshotTree, startFaultProxy, type FaultProxy } from './harness/fault-proxy.ts';
 import { MT, seedUpstream, type Fixtures } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { formatError } from '../src/util/errors.ts';
 
 // Hostile content and input, through real builds. Digests in manifests (served by a real
 // upstream through the fault proxy, or read from an OCI layout) and names/tags in images.json are

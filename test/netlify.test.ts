@@ -2,18 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseAllHeaders } from '@netlify/headers-parser';
 import { afterAll, describe, expect, it } from 'vitest';
-import { headersFor } from '../src/headers.ts';
-import {
-  BEGIN_MARKER,
-  END_MARKER,
-  checkNetlifyLimits,
-  mergeHeadersFile,
-  netlifyRulePattern,
-  renderNetlifyHeaders,
-} from '../src/netlify.ts';
-import { loadHeaderRules, matchHeaders, matchingRules, type HeaderRule } from '../src/serve.ts';
-import type { PublishedPath } from '../src/types.ts';
+import { headersFor } from '../src/publish/headers.ts';
+import { checkNetlifyLimits, renderNetlifyHeaders } from '../src/hosts/netlify.ts';
+import { loadHeaderRules, matchHeaders, matchingRules, type HeaderRule } from '../src/serve/server.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
+import { BEGIN_MARKER, END_MARKER, mergeHeadersFile, netlifyRulePattern } from '../src/hosts/headers-file.ts';
+import { type PublishedPath } from '../src/model/published-path.ts';
 
 const tmp = makeTempDir('rsh-netlify-');
 afterAll(() => removeDir(tmp));

@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FILE, checkNginx, renderNginxServerInclude } from '../src/nginx.ts';
-import type { PublishedPath } from '../src/types.ts';
+import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FILE, checkNginx, renderNginxServerInclude } from '../src/hosts/nginx.ts';
 import { CLIENTS, expectExactHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
 import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
+import { type PublishedPath } from '../src/model/published-path.ts';
 
 // The nginx writer against real Debian nginx (run as root: its workers run as `nobody`, so the
 // files must really be world-readable) and the four real pull clients.

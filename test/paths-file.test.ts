@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readPathsFile } from '../src/output.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
+import { readPathsFile } from '../src/publish/paths-file.ts';
 
 // readPathsFile trusts nothing: `deploy` uploads what it names.
 

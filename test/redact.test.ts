@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from 'vitest';
-import { addSecret, clearSecrets, redact, redactUrl } from '../src/redact.ts';
+import { addSecret, clearSecrets, redact, redactUrl } from '../src/util/redact.ts';
 
 afterEach(() => clearSecrets());
 

@@ -1,20 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { RegistrishError } from '../src/errors.ts';
-import {
-  assertSafeDigest,
-  defaultRepositoryName,
-  formatPlatform,
-  formatReference,
-  isLoopbackHost,
-  isValidDigest,
-  isValidRepositoryName,
-  isValidTag,
-  parsePlatform,
-  parseReference,
-  platformMatches,
-  registryApiHost,
-  REFERENCE_PATTERN,
-} from '../src/reference.ts';
+import { RegistrishError } from '../src/util/errors.ts';
+import { defaultRepositoryName, formatReference, isLoopbackHost, isValidRepositoryName, isValidTag, parseReference, registryApiHost, REFERENCE_PATTERN } from '../src/model/reference.ts';
+import { assertSafeDigest, isValidDigest } from '../src/model/digest.ts';
+import { formatPlatform, parsePlatform, platformMatches } from '../src/model/platform.ts';
 
 const HEX = 'a'.repeat(64);
 const D = `sha256:${HEX}`;

@@ -1,22 +1,12 @@
 import { createHash } from 'node:crypto';
 import { MockAgent } from 'undici';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import type { Credential } from '../src/credentials.ts';
-import { HttpError, NotFoundError, RegistrishError } from '../src/errors.ts';
-import {
-  DOCKER_MANIFEST,
-  DOCKER_MANIFEST_LIST,
-  isIndexType,
-  isKnownManifestType,
-  isManifestType,
-  MANIFEST_ACCEPT,
-  manifestMediaType,
-  OCI_INDEX,
-  OCI_MANIFEST,
-} from '../src/media-types.ts';
-import { clearSecrets } from '../src/redact.ts';
-import { RegistryClient } from '../src/registry-client.ts';
-import { parseRetryAfter, Transport } from '../src/transport.ts';
+import type { Credential } from '../src/sources/registry/credentials.ts';
+import { HttpError, NotFoundError, RegistrishError } from '../src/util/errors.ts';
+import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, isIndexType, isKnownManifestType, isManifestType, MANIFEST_ACCEPT, manifestMediaType, OCI_INDEX, OCI_MANIFEST } from '../src/model/media-types.ts';
+import { clearSecrets } from '../src/util/redact.ts';
+import { RegistryClient } from '../src/sources/registry/client.ts';
+import { parseRetryAfter, Transport } from '../src/http/transport.ts';
 
 const ORIGIN = 'https://registry.test';
 const AUTH = 'https://auth.test';

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ContentStore, sha256, type BlobOpener } from '../src/store.ts';
+import { sha256 } from '../src/model/digest.ts';
+import { ContentStore, type BlobOpener } from '../src/store/store.ts';
 
 // The store is the last line of defence: whatever a source sends, only bytes that hash to
 // their name are ever kept. These cases feed it bodies a real server cannot be made to send on demand.
@@ -139,7 +140,8 @@ describe('ContentStore', () => {
     await writeFile(
       script,
       `import { Readable } from 'node:stream';
-import { ContentStore, sha256 } from ${JSON.stringify(path.resolve(import.meta.dirname, '../src/store.ts'))};
+import { ContentStore } from ${JSON.stringify(path.resolve(import.meta.dirname, '../src/store/store.ts'))};
+import { sha256 } from ${JSON.stringify(path.resolve(import.meta.dirname, '../src/model/digest.ts'))};
 const blob = Buffer.alloc(1280 * 1024);
 for (let i = 0; i < blob.length; i++) blob[i] = (i * 31) & 0xff;
 const store = new ContentStore(${JSON.stringify(cache)});

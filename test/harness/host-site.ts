@@ -4,12 +4,12 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../../src/build.ts';
-import { headersFor } from '../../src/headers.ts';
-import type { PublishedPath } from '../../src/types.ts';
+import { headersFor } from '../../src/publish/headers.ts';
 import { ctrPull, dockerPull, podmanPull, skopeoCopy, startContainerd, startDockerd, type Containerd, type Dockerd } from './clients.ts';
 import { seedUpstream, type Fixtures } from './images.ts';
 import { hasCommand, makeTempDir, removeDir } from './procs.ts';
 import { startRegistry, type UpstreamRegistry } from './upstream.ts';
+import { type PublishedPath } from '../../src/model/published-path.ts';
 
 // What every "real static server + four real clients" test needs: a seeded upstream, a build for
 // one host, the container daemons, and one way to pull an image and compare what each client got.

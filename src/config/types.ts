@@ -1,0 +1,24 @@
+import type { PlatformFilter } from '../model/platform.ts';
+import type { SourceRef } from '../sources/source.ts';
+
+// What images.json means once validated: plain data for the resolve stage.
+
+/** One image to publish: a validated images.json entry (a mirroring entry gives one per tag). */
+export interface ImageSpec {
+  /** Position in images.json `images` array, for messages (`images[3]`). */
+  index: number;
+  source: SourceRef;
+  /** Repository name on the static registry. */
+  name: string;
+  /** Tags to publish (non-empty). */
+  tags: string[];
+  /** Platform filter; undefined = publish every platform byte-for-byte. */
+  platforms?: PlatformFilter[];
+}
+
+export interface RegistrishConfig {
+  /** Absolute path of the images.json file read. */
+  file: string;
+  images: ImageSpec[];
+  insecureRegistries: string[];
+}

@@ -1,0 +1,106 @@
+import { intOption, parseCommandArgs, UsageError, type CliIO } from '../cli/args.ts';
+import { RegistrishError } from '../util/errors.ts';
+import { redact } from '../util/redact.ts';
+import { badSegment, deploy, type DeployTarget } from './deploy.ts';
+import type { S3Credentials } from './s3-client.ts';
+
+// `registrish deploy s3://bucket[/prefix] [dir]`: options and environment in, summary out.
+// The upload itself is deploy.ts.
+
+export const DEPLOY_USAGE = `Usage: registrish deploy s3://bucket[/prefix] [dir] [options]
+
+Uploads the registry a build wrote to dir (default: _site) to an S3-compatible object store
+(AWS S3, Cloudflare R2, Scaleway, MinIO, …), with each object's exact Content-Type and
+Cache-Control. Objects already there with the same digest are skipped; nothing is deleted
+unless --delete is given. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+AWS_SESSION_TOKEN; region: --region, AWS_REGION or AWS_DEFAULT_REGION (default us-east-1);
+endpoint: --endpoint-url or AWS_ENDPOINT_URL (default AWS).
+
+Options:
+      --endpoint-url <url>  S3 API endpoint, e.g. https://<account>.r2.cloudflarestorage.com
+      --region <r>          signing region (R2: auto)
+      --path-style          address the bucket as <endpoint>/<bucket>/ (MinIO-like stores;
+                            the default for IP and localhost endpoints)
+      --acl <acl>           canned ACL for every object, e.g. public-read (stores using ACLs)
+      --delete              remove objects under <prefix>/v2/ that this build no longer publishes
+      --dry-run             say what would be uploaded and deleted, change nothing
+      --concurrency <n>     uploads at a time (default 8)
+  -h, --help                show this help`;
+
+export function parseS3Url(text: string): DeployTarget {
+  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/u.exec(text);
+  if (!m) throw new UsageError(`target must look like s3://bucket[/prefix], got "${text}"`);
+  const bucket = m[1]!;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/u.test(bucket)) throw new UsageError(`"${bucket}" is not a valid bucket name`);
+  const raw = m[2] ?? '';
+  const prefix = raw.replace(/\/+$/u, '');
+  if (prefix && badSegment(prefix)) {
+    throw new UsageError(`the prefix in "${text}" must not have empty, "." or ".." segments (nor their percent-encoded forms)`);
+  }
+  return { bucket, prefix: prefix ? `${prefix}/` : '' };
+}
+
+function isIpOrLocal(host: string): boolean {
+  return host === 'localhost' || /^\d+\.\d+\.\d+\.\d+$/u.test(host) || host.startsWith('[');
+}
+
+/** The CLI entry: options and environment in, summary out. */
+export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const parsed = parseCommandArgs(argv, {
+    'endpoint-url': { type: 'string' },
+    region: { type: 'string' },
+    'path-style': { type: 'boolean' },
+    acl: { type: 'string' },
+    delete: { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
+    concurrency: { type: 'string' },
+  });
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.stdout(`${DEPLOY_USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length === 0) throw new UsageError('missing target s3://bucket[/prefix]');
+  if (positionals.length > 2) throw new UsageError(`expected a target and a directory, got: ${positionals.join(' ')}`);
+  const target = parseS3Url(positionals[0]!);
+  const dir = positionals[1] ?? '_site';
+  const concurrency = intOption('--concurrency', values.concurrency ?? '8', 1, 64);
+  const region = values.region || env['AWS_REGION'] || env['AWS_DEFAULT_REGION'] || 'us-east-1';
+  const endpointText = values['endpoint-url'] || env['AWS_ENDPOINT_URL_S3'] || env['AWS_ENDPOINT_URL'] || `https://s3.${region}.amazonaws.com`;
+  let endpoint: URL;
+  try {
+    endpoint = new URL(endpointText);
+  } catch {
+    throw new UsageError(`--endpoint-url must be a URL, got "${redact(endpointText)}"`);
+  }
+  if (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:') throw new UsageError('--endpoint-url must be http(s)://');
+  if (endpoint.username || endpoint.password) throw new UsageError('--endpoint-url must not carry credentials; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
+  const accessKeyId = env['AWS_ACCESS_KEY_ID'];
+  const secretAccessKey = env['AWS_SECRET_ACCESS_KEY'];
+  if (!accessKeyId || !secretAccessKey) {
+    throw new RegistrishError('no S3 credentials', { hint: 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials).' });
+  }
+  const credentials: S3Credentials = { accessKeyId, secretAccessKey, sessionToken: env['AWS_SESSION_TOKEN'] || undefined };
+  // Dotted bucket names break TLS on virtual-hosted URLs; IPs and localhost have no bucket subdomains.
+  const pathStyle = values['path-style'] === true || isIpOrLocal(endpoint.hostname) || target.bucket.includes('.');
+  const summary = await deploy({
+    dir,
+    target,
+    endpoint,
+    region,
+    credentials,
+    pathStyle,
+    acl: values.acl,
+    delete: values.delete === true,
+    dryRun: values['dry-run'] === true,
+    concurrency,
+    log: (line) => io.stdout(`${redact(line)}\n`),
+  });
+  const mib = (summary.bytes / 1024 / 1024).toFixed(1);
+  const what = values['dry-run'] ? 'dry run: would upload' : 'uploaded';
+  io.stdout(
+    `registrish: ${what} ${summary.uploaded.length} objects (${mib} MiB), ${summary.skipped} already up to date` +
+      `${values.delete ? `, ${values['dry-run'] ? 'would delete' : 'deleted'} ${summary.deleted.length}` : ''} — s3://${target.bucket}/${target.prefix}\n`,
+  );
+  return 0;
+}

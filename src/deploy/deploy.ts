@@ -1,0 +1,231 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, readFile, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../cli/args.ts';
+import { createAgent } from '../http/transport.ts';
+import { isIndexType } from '../model/media-types.ts';
+import type { PublishedPath } from '../model/published-path.ts';
+import { headersFor } from '../publish/headers.ts';
+import { readPathsFile } from '../publish/paths-file.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { HttpError, RegistrishError } from '../util/errors.ts';
+import { S3Client, type S3Credentials } from './s3-client.ts';
+
+// Uploads a built registry to an S3-compatible store with each object's Content-Type and
+// Cache-Control from headersFor(), skipping objects already there with the same digest, in an
+// order that never exposes a tag before its content. Argument handling is in command.ts.
+
+export interface DeployTarget {
+  bucket: string;
+  /** '' or ending with '/'. */
+  prefix: string;
+}
+
+/** True when a `/`-separated path has an empty, `.` or `..` segment, also percent-encoded. */
+export function badSegment(p: string): boolean {
+  return p.split('/').some((seg) => {
+    let decoded = seg;
+    // Decode repeatedly: `%252e` is `%2e` once decoded, which a proxy or store may decode again.
+    for (let i = 0; i < 4 && /%[0-9a-f]{2}/iu.test(decoded); i++) {
+      try {
+        decoded = decodeURIComponent(decoded);
+      } catch {
+        return true;
+      }
+    }
+    return decoded === '' || decoded === '.' || decoded === '..' || decoded.includes('/');
+  });
+}
+
+/** Every key deploy writes passes this; the `v2/` key of `GET /v2/` is the one trailing slash allowed. */
+export function assertSafeKey(key: string): void {
+  const body = key.endsWith('/v2/') || key === 'v2/' ? key.slice(0, -1) : key;
+  if (badSegment(body)) throw new UsageError(`refusing the object key "${key}": empty, "." or ".." segment`);
+}
+
+/** One object to put: where, what, and the headers it is stored with. */
+export interface Upload {
+  key: string;
+  file: string;
+  size: number;
+  /** sha256 hex of the bytes (signed payload hash and the `digest` metadata). */
+  sha256: string;
+  headers: Record<string, string>;
+  /** 0 blobs, 1 manifests by digest, 2 indexes by digest, 3 tag manifests, 4 tags/list, _catalog and /v2/. */
+  phase: number;
+  /** A store refusing it (MinIO rejects non-empty keys ending in `/`) is a warning, not a failure. */
+  optional?: boolean;
+}
+
+export interface DeployOptions {
+  dir: string;
+  target: DeployTarget;
+  endpoint: URL;
+  region: string;
+  credentials: S3Credentials;
+  pathStyle: boolean;
+  acl?: string;
+  delete: boolean;
+  dryRun: boolean;
+  concurrency: number;
+  log: (line: string) => void;
+  /** Retry delay base (tests make it short). */
+  retryBaseMs?: number;
+}
+
+export interface DeploySummary {
+  uploaded: string[];
+  skipped: number;
+  deleted: string[];
+  bytes: number;
+}
+
+/** Object metadata header carrying the content's sha256, compared on the next deploy. */
+const DIGEST_META = 'x-amz-meta-digest';
+const ACL_META = 'x-amz-meta-acl';
+
+function phaseOf(p: PublishedPath): number {
+  if (p.kind === 'blob') return 0;
+  if (p.kind === 'manifest' && p.immutable) return isIndexType(p.contentType) ? 2 : 1;
+  if (p.kind === 'manifest') return 3;
+  // Lists and the base last, so a list never names a tag whose manifest is not stored yet.
+  return 4;
+}
+
+/** The uploads a built tree needs, from its paths file (types are never guessed from files). */
+export async function planUploads(dir: string, prefix: string, acl?: string): Promise<Upload[]> {
+  const paths = await readPathsFile(dir);
+  const root = await realpath(dir);
+  const uploads: Upload[] = [];
+  await Promise.all(
+    paths.map(async (p) => {
+      const file = path.join(dir, ...p.file.split('/'));
+      // lstat: a symlink (which could point anywhere on disk) is never followed nor uploaded.
+      const st = await lstat(file).catch(() => undefined);
+      if (!st) throw new RegistrishError(`${file} is listed in the build's paths file but missing`, { hint: 'Rebuild the site.' });
+      if (!st.isFile()) throw new RegistrishError(`${file} is not a regular file (a symlink or a directory); refusing to upload it`, { hint: 'Rebuild the site.' });
+      // …nor one reached through a symlinked folder leading out of the build.
+      const real = await realpath(file);
+      if (!real.startsWith(root + path.sep)) throw new RegistrishError(`${file} resolves outside ${dir} (a symlinked folder); refusing to upload it`, { hint: 'Rebuild the site.' });
+      assertSafeKey(prefix + p.file);
+      if (st.size !== p.size) throw new RegistrishError(`${file} is ${st.size} bytes, the build described ${p.size}`, { hint: 'Rebuild the site.' });
+      // A blob's or manifest's sha256 digest is the hash of its bytes; anything else is hashed here.
+      const sha256 = p.digest?.startsWith('sha256:') ? p.digest.slice(7) : await hashFile(file);
+      const headers: Record<string, string> = {};
+      // Docker-Content-Digest and the API-version header cannot be set on S3 objects (only
+      // x-amz-meta-*); clients do without them (see docs/hosting-s3.md).
+      for (const [name, value] of headersFor(p)) {
+        if (name === 'Content-Type' || name === 'Cache-Control') headers[name.toLowerCase()] = value;
+      }
+      headers[DIGEST_META] = `sha256:${sha256}`;
+      if (acl) {
+        headers['x-amz-acl'] = acl;
+        // A HEAD cannot show an object's ACL: remember the one asked for, so that adding or
+        // changing --acl later re-uploads (re-ACLs) what was stored without it.
+        headers[ACL_META] = acl;
+      }
+      const base = { file, size: st.size, sha256, headers, phase: phaseOf(p) };
+      uploads.push({ ...base, key: prefix + p.file });
+      // `GET /v2/` on a REST endpoint reads the key `v2/`; website endpoints read `v2/index.html`.
+      if (p.kind === 'base') uploads.push({ ...base, key: `${prefix}v2/`, optional: true });
+    }),
+  );
+  return uploads.sort((a, b) => a.phase - b.phase || a.key.localeCompare(b.key));
+}
+
+async function hashFile(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** Same bytes (digest and size) and same headers: nothing to do. */
+function upToDate(u: Upload, info: Awaited<ReturnType<S3Client['head']>>): boolean {
+  if (!info) return false;
+  return (
+    info.meta['digest'] === `sha256:${u.sha256}` &&
+    info.size === u.size &&
+    info.contentType === u.headers['content-type'] &&
+    info.cacheControl === u.headers['cache-control'] &&
+    info.meta['acl'] === u.headers[ACL_META]
+  );
+}
+
+/** Delete the tags first and the blobs last, so a reader never sees a tag whose content is gone. */
+function deleteRank(key: string): number {
+  if (/\/blobs\/[^/]+$/u.test(key)) return 2;
+  if (/\/manifests\/sha256:[^/]+$/u.test(key)) return 1;
+  return 0;
+}
+
+export async function deploy(o: DeployOptions): Promise<DeploySummary> {
+  const uploads = await planUploads(o.dir, o.target.prefix, o.acl);
+  const dispatcher = createAgent({ connections: Math.max(2, o.concurrency) });
+  const client = new S3Client({
+    endpoint: o.endpoint,
+    region: o.region,
+    bucket: o.target.bucket,
+    credentials: o.credentials,
+    pathStyle: o.pathStyle,
+    dispatcher,
+    retryBaseMs: o.retryBaseMs,
+  });
+  const summary: DeploySummary = { uploaded: [], skipped: 0, deleted: [], bytes: 0 };
+  const verb = o.dryRun ? 'would upload' : 'upload';
+  try {
+    // Phase by phase: everything of one phase is stored before the next one starts.
+    for (const phase of [0, 1, 2, 3, 4]) {
+      await mapLimit(
+        uploads.filter((u) => u.phase === phase),
+        o.concurrency,
+        async (u) => {
+          if (upToDate(u, await client.head(u.key))) {
+            summary.skipped++;
+            return;
+          }
+          if (!o.dryRun) {
+            try {
+              // Small files are read whole; blobs are streamed from disk on each attempt (multipart when large).
+              if (u.size <= 1024 * 1024) await client.put(u.key, { kind: 'buffer', data: await readFile(u.file) }, u.sha256, u.headers);
+              else await client.putFile(u.key, u.file, u.size, u.sha256, u.headers);
+            } catch (err) {
+              if (!(u.optional && err instanceof HttpError && err.status >= 400 && err.status < 500)) throw err;
+              o.log(`warning: the store refused ${u.key} (${err.message}); GET /v2/ then works only through a website endpoint or CDN serving v2/index.html`);
+              return;
+            }
+          }
+          // Logged once stored, so the log never claims an upload that failed.
+          o.log(`${verb} s3://${o.target.bucket}/${u.key} (${u.size} bytes, ${u.headers['content-type']})`);
+          summary.uploaded.push(u.key);
+          summary.bytes += u.size;
+        },
+      );
+    }
+    if (o.dryRun && client.forbiddenHeads > 0) {
+      o.log(
+        `warning: ${client.forbiddenHeads} objects answered 403: missing (without s3:ListBucket S3 cannot say 404), or the credentials are refused; a real deploy will tell`,
+      );
+    }
+    if (o.delete) {
+      // Only the registry tree is ours: the rest of the bucket (a web site, other prefixes) is left alone.
+      const wanted = new Set(uploads.map((u) => u.key));
+      const stale = (await client.list(`${o.target.prefix}v2/`)).filter((k) => !wanted.has(k));
+      for (const rank of [0, 1, 2]) {
+        await mapLimit(
+          stale.filter((k) => deleteRank(k) === rank),
+          o.concurrency,
+          async (key) => {
+            if (!o.dryRun) await client.delete(key);
+            o.log(`${o.dryRun ? 'would delete' : 'delete'} s3://${o.target.bucket}/${key}`);
+            summary.deleted.push(key);
+          },
+        );
+      }
+    }
+  } finally {
+    await dispatcher.close();
+  }
+  return summary;
+}
+

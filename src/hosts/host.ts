@@ -1,0 +1,74 @@
+import type { ProblemKind } from '../check/problems.ts';
+import type { ResponseHeaders } from '../http/response.ts';
+import type { PublishedPath } from '../model/published-path.ts';
+import { RegistrishError } from '../util/errors.ts';
+
+// A host the registry can be served from. The build renders each selected host's configuration
+// from the neutral description of every URL (model/published-path.ts); `registrish check` asks the
+// host how to fix what it finds. A host knows nothing about registries or the plan: adding one is
+// one file here and one line in index.ts.
+
+export interface HostCheck {
+  errors: string[];
+  warnings: string[];
+}
+
+export interface HostFile {
+  /** Path relative to the output folder. */
+  file: string;
+  text: string;
+}
+
+/** The configuration files a host reads (`_headers`, `.htaccess`, an nginx config). */
+export interface HostWriter {
+  /** Limits of the host; errors stop the build before anything is replaced in the output. */
+  check(paths: PublishedPath[]): HostCheck;
+  /** The host's configuration files (may read what the output holds now, e.g. a site's own `_headers`). */
+  render(outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }>;
+}
+
+export interface Host {
+  readonly name: string;
+  /** Files the build writes for this host; absent for hosts filled by `registrish deploy` (S3). */
+  readonly writer?: HostWriter;
+  /** This host's fix for a kind of problem `registrish check` finds (the generic fix otherwise). */
+  readonly fixes: Partial<Record<ProblemKind, string>>;
+  /** A host-specific look at the answer to `GET /v2/` (Apache: are the generated files read at all?). */
+  probeBase?(headers: ResponseHeaders): { kind: ProblemKind; message: string } | undefined;
+}
+
+/** Renders every given host's files, prefixing warnings with the host's name. */
+export async function renderHosts(
+  hosts: readonly Host[],
+  outDir: string,
+  paths: PublishedPath[],
+): Promise<{ files: HostFile[]; warnings: string[] }> {
+  const files: HostFile[] = [];
+  const warnings: string[] = [];
+  const owner = new Map<string, string>();
+  for (const host of hosts) {
+    if (!host.writer) continue;
+    const r = await host.writer.render(outDir, paths);
+    for (const f of r.files) {
+      const other = owner.get(f.file);
+      // Netlify and Cloudflare Pages both read `_headers`, with different rules: one output, one host.
+      if (other) throw new RegistrishError(`hosts "${other}" and "${host.name}" both write ${f.file}: build them into separate output folders`);
+      owner.set(f.file, host.name);
+    }
+    files.push(...r.files);
+    warnings.push(...r.warnings.map((m) => `${host.name}: ${m}`));
+  }
+  return { files, warnings };
+}
+
+/** Each host's limits; warnings prefixed with its name, errors collected (the caller fails the build). */
+export function checkHosts(hosts: readonly Host[], paths: PublishedPath[]): HostCheck {
+  const out: HostCheck = { errors: [], warnings: [] };
+  for (const host of hosts) {
+    if (!host.writer) continue;
+    const r = host.writer.check(paths);
+    out.errors.push(...r.errors.map((e) => `${host.name}: ${e}`));
+    out.warnings.push(...r.warnings.map((w) => `${host.name}: ${w}`));
+  }
+  return out;
+}
