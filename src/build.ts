@@ -228,10 +228,14 @@ function imageLine(r: ImageReport, plan: Plan, stats: FetchStats): string {
       fetchedBytes += size;
     } else cachedBytes += size;
   }
+  const attached = r.spec.attachments ? `, attachments: ${r.attachments.tags} cosign tags, ${r.attachments.referrers} referrers` : '';
+  const verified = r.verifiedBy ? `, signature verified with ${r.verifiedBy}` : '';
   return (
     `${r.spec.source.original} → ${r.spec.name}:{${tags}} ${shortDigest(r.digest)}${filtered}${platforms}: ` +
     `manifests ${r.manifestsFetched} fetched/${r.manifestsCached} cached, ` +
-    `blobs ${fetched} fetched (${formatBytes(fetchedBytes)})/${r.blobs.size - fetched} cached (${formatBytes(cachedBytes)})`
+    `blobs ${fetched} fetched (${formatBytes(fetchedBytes)})/${r.blobs.size - fetched} cached (${formatBytes(cachedBytes)})` +
+    attached +
+    verified
   );
 }
 

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HOSTS } from '../src/hosts/index.ts';
+import { ATTACHMENT_KINDS } from '../src/resolve/attachments/index.ts';
 import { SOURCE_KINDS } from '../src/sources/kinds.ts';
 
 // The shape of the code, checked: no import circles (type-only imports included), one home for
@@ -101,11 +102,13 @@ describe('architecture', () => {
     expect(homes(/\blayoutRegistry\(/u).sort()).toEqual(['build.ts', 'publish/paths.ts']);
   });
 
-  it('every host file and source kind file is registered (one file + one line adds one)', () => {
+  it('every host, source kind and attachment kind file is registered (one file + one line adds one)', () => {
     const hostFiles = readdirSync(path.join(SRC, 'hosts')).filter((f) => !['host.ts', 'index.ts', 'headers-file.ts'].includes(f));
     expect(HOSTS.map((h) => `${h.name}.ts`).sort()).toEqual(hostFiles.sort());
     const kindFiles = files.filter((f) => /export const \w+Kind: SourceKind</u.test(readFileSync(f, 'utf8')));
     expect(kindFiles.length).toBe(SOURCE_KINDS.length);
+    const attachmentFiles = files.filter((f) => /export const \w+: AttachmentKind\b/u.test(readFileSync(f, 'utf8')));
+    expect(attachmentFiles.length).toBe(ATTACHMENT_KINDS.length);
   });
 
   it('every path CONTRIBUTING.md names exists', () => {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ConfigError, loadConfig, parseConfigText } from '../src/config/config.ts';
+import { ConfigError, loadConfig, parseConfigText, RESERVED_NAME_COMPONENTS } from '../src/config/config.ts';
 import { RegistrishError } from '../src/util/errors.ts';
 import { DOMAIN_PATTERN, REFERENCE_PATTERN, REPOSITORY_NAME_PATTERN, TAG_PATTERN } from '../src/model/reference.ts';
 import { describeSource } from '../src/sources/kinds.ts';
@@ -246,7 +246,7 @@ describe('error messages', () => {
     ]);
     expect(problems({ images: ['a'], insecure: ['x'] })).toEqual(['images.json: unknown key "insecure" — did you mean "insecureRegistries"?']);
     expect(problems({ images: ['a'], zzz: 1 })).toEqual([
-      'images.json: unknown key "zzz" (allowed: "$schema", "images", "insecureRegistries")',
+      'images.json: unknown key "zzz" (allowed: "$schema", "images", "insecureRegistries", "attachments", "verify")',
     ]);
   });
 
@@ -318,7 +318,7 @@ describe('error messages', () => {
     );
     expect(lines[4]).toBe(
       'images.json: images[4].name: "x/tags" is not a valid repository name: its component "tags" would collide with the registry\'s own paths in the static file layout ' +
-        '(/v2/<name>/manifests/…, /v2/<name>/blobs/…, /v2/<name>/tags/list); components may not be "manifests", "blobs", "tags", "_catalog"',
+        '(/v2/<name>/manifests/…, /v2/<name>/blobs/…, /v2/<name>/tags/list); components may not be "manifests", "blobs", "tags", "referrers", "_catalog"',
     );
     expect(lines[5]).toMatch(/^images\.json: images\[5\]\.name: "manifests" .* its component "manifests" would collide/);
     expect(lines[6]).toMatch(/^images\.json: images\[6\]\.name: "a\/blobs\/b" .* its component "blobs" would collide/);
@@ -500,7 +500,7 @@ describe('images.schema.json', () => {
   test('its patterns are the grammars of src/reference.ts', () => {
     const defs = schema.definitions;
     expect(defs.tag.pattern).toBe(`^${TAG_PATTERN}$`);
-    expect(defs.name.pattern).toBe(`^(?!(?:.*/)?(?:manifests|blobs|tags|_catalog)(?:/|$))${REPOSITORY_NAME_PATTERN}$`);
+    expect(defs.name.pattern).toBe(`^(?!(?:.*/)?(?:${RESERVED_NAME_COMPONENTS.join('|')})(?:/|$))${REPOSITORY_NAME_PATTERN}$`);
     expect(defs.source.pattern).toBe(`^(?:oci:.+|${REFERENCE_PATTERN})$`);
     expect(defs.image.properties.platforms.items.pattern).toBe(`^${PLATFORM_PATTERN}$`);
     expect(schema.properties.insecureRegistries.items.pattern).toBe(`^${DOMAIN_PATTERN}$`);
@@ -535,6 +535,7 @@ describe('images.schema.json', () => {
     { images: [{ source: 'oci:example/hello:1.0', name: 'hello', tags: ['1.0', 'latest', '_x', 'T'.repeat(128)] }] },
     { images: ['oci:/abs/dir', `oci:x@${D}`], insecureRegistries: [] },
     { images: [{ source: 'a', name: 'a.b/c_d/e__f/g--h' }] },
+    { images: [{ source: 'a', attachments: false }, 'b'], attachments: true },
   ];
   test.each(valid.map((v) => [JSON.stringify(v).slice(0, 100), v]))('accepted by both: %s', (_label, config) => {
     expect(() => parse(config)).not.toThrow();
@@ -582,6 +583,13 @@ describe('images.schema.json', () => {
     { images: [{ source: 'a', name: 'x/tags' }] },
     { images: [{ source: 'a', name: 'manifests/x' }] },
     { images: [{ source: 'a', name: 'blobs' }] },
+    { images: [{ source: 'a', name: 'x/referrers' }] },
+    { images: ['a'], attachments: 'yes' },
+    { images: [{ source: 'a', attachments: 1 }] },
+    { images: ['a'], verify: false },
+    { images: [{ source: 'a', verify: {} }] },
+    { images: [{ source: 'a', verify: { key: [] } }] },
+    { images: [{ source: 'a', verify: true }] },
     { images: ['Alpine'] },
     { images: ['a//b'] },
     { images: ['/abs'] },
@@ -597,5 +605,74 @@ describe('images.schema.json', () => {
   test.each(invalid.map((v) => [JSON.stringify(v).slice(0, 100), v]))('rejected by both: %s', (_label, config) => {
     expect(() => parse(config)).toThrow(RegistrishError);
     expect(validate(config)).toBe(false);
+  });
+});
+
+describe('attachments and verify', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'rsh-verify-cfg-'));
+    const { generateKeyPairSync } = await import('node:crypto');
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await writeFile(path.join(dir, 'cosign.pub'), ec.publicKey.export({ type: 'spki', format: 'pem' }));
+    await writeFile(path.join(dir, 'cosign.key'), ec.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const ed = generateKeyPairSync('ed25519');
+    await writeFile(path.join(dir, 'ed.pub'), ed.publicKey.export({ type: 'spki', format: 'pem' }));
+    const dh = generateKeyPairSync('x25519');
+    await writeFile(path.join(dir, 'x25519.pub'), dh.publicKey.export({ type: 'spki', format: 'pem' }));
+    await writeFile(path.join(dir, 'junk.pub'), 'not a key\n');
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+  const at = (config: unknown) => parseConfigText(JSON.stringify(config), path.join(dir, 'images.json'), { env: {} });
+  // Messages name the file as given; here that is an absolute path: compare what follows it.
+  const problemsAt = (config: unknown): readonly string[] => {
+    try {
+      at(config);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.map((p) => p.replace(`${path.join(dir, 'images.json')}:`, 'images.json:'));
+      throw e;
+    }
+    return [];
+  };
+
+  test('the top level sets both for every entry; an entry overrides', () => {
+    const config = at({
+      attachments: true,
+      verify: { key: 'cosign.pub' },
+      images: ['ghcr.io/org/a:1', { source: 'ghcr.io/org/b:1', attachments: false, verify: false }, { source: 'oci:x:1', verify: { key: ['ed.pub', 'cosign.pub'], identity: 'ghcr.io/org/x' } }],
+    });
+    const [a, b, x] = config.images;
+    expect(a!.attachments).toBe(true);
+    expect(a!.verify!.keys.map((k) => [k.file, k.key.asymmetricKeyType])).toEqual([['cosign.pub', 'ec']]);
+    // Signatures name the source repository unless images.json says otherwise.
+    expect(a!.verify!.identity).toBe('ghcr.io/org/a');
+    expect(b!.attachments).toBeUndefined();
+    expect(b!.verify).toBeUndefined();
+    expect(x!.verify!.keys.map((k) => k.key.asymmetricKeyType)).toEqual(['ed25519', 'ec']);
+    expect(x!.verify!.identity).toBe('ghcr.io/org/x');
+    // An OCI layout has no repository of its own: no identity unless given.
+    expect(at({ images: [{ source: 'oci:x:1', verify: { key: 'cosign.pub' } }] }).images[0]!.verify!.identity).toBeUndefined();
+  });
+
+  test('bad values name the field and say what to do; a private key is refused without echoing it', () => {
+    expect(problemsAt({ images: ['a'], attachments: 'yes' })).toEqual(['images.json: attachments: expected true or false, got a string ("yes")']);
+    expect(problemsAt({ images: [{ source: 'a', verify: { key: 'missing.pub' } }] })).toEqual([
+      'images.json: images[0].verify.key: cannot read "missing.pub" (ENOENT): give the public key cosign wrote (cosign.pub), relative to images.json',
+    ]);
+    const priv = problemsAt({ images: [{ source: 'a', verify: { key: 'cosign.key' } }] });
+    expect(priv).toEqual([expect.stringContaining('images[0].verify.key: "cosign.key" holds a private key; give the public one')]);
+    expect(priv.join('')).not.toContain('BEGIN');
+    expect(problemsAt({ images: [{ source: 'a', verify: { key: ['cosign.pub', 'junk.pub'] } }] })).toEqual([
+      'images.json: images[0].verify.key[1]: "junk.pub" is not a PEM public key (expected "-----BEGIN PUBLIC KEY-----", as cosign writes cosign.pub)',
+    ]);
+    expect(problemsAt({ images: [{ source: 'a', verify: { key: 'x25519.pub' } }] })).toEqual([
+      'images.json: images[0].verify.key: "x25519.pub" is a x25519 key; cosign signs with ECDSA, RSA or Ed25519 keys',
+    ]);
+    expect(problemsAt({ images: ['a'], verify: { keys: 'cosign.pub' } })).toEqual([
+      'images.json: verify: unknown key "keys" — did you mean "key"?',
+      'images.json: verify: missing "key": the cosign public key file to trust, e.g. "key": "cosign.pub"',
+    ]);
+    expect(problemsAt({ images: ['a'], verify: false })).toEqual(['images.json: verify: expected an object like {"key": "cosign.pub"}, got a boolean (false)']);
+    expect(problemsAt({ images: [{ source: 'a', name: 'x/referrers' }] })[0]).toContain('its component "referrers" would collide');
   });
 });

@@ -12,6 +12,7 @@ import { createAgent, USER_AGENT } from '../src/http/transport.ts';
 import { IMMUTABLE_CACHE, MUTABLE_CACHE } from '../src/publish/headers.ts';
 import { ctrPull, skopeoCopy, startContainerd, type Containerd } from './harness/clients.ts';
 import { seedUpstream, type Fixtures } from './harness/images.ts';
+import { keyPair, seedSignedApp, type SignedApp } from './harness/attachments.ts';
 import { hasCommand, makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 import { type CliIO } from '../src/cli/args.ts';
@@ -41,6 +42,7 @@ let s3: S3rverLike;
 let s3Url: string;
 let up: UpstreamRegistry;
 let fx: Fixtures;
+let signed: SignedApp;
 let project: string;
 let site: string;
 let proxy: http.Server;
@@ -127,8 +129,10 @@ beforeAll(async () => {
   const daemon = hasCommand('containerd') ? startContainerd().catch((e: unknown) => void (containerdError = e)) : undefined;
   up = await startRegistry({ storageDir: path.join(project, 'upstream') });
   fx = await seedUpstream(up.url);
+  signed = await seedSignedApp(up.url, up.host, keyPair('ec'));
   const images = {
     images: [
+      { source: `${up.host}/signed/app:1.0`, attachments: true },
       `${up.host}/oci/multi:1.0`,
       `${up.host}/docker/single:v1`,
       `${up.host}/docker/list:2.0`,
@@ -318,6 +322,10 @@ describe('deploy to an S3-compatible store', () => {
     );
     const base = await client.head(`${PREFIX}/v2/`);
     expect(base?.contentType).toBe('application/json');
+    // Referrers answers and cosign tags are objects like the others, with the index type.
+    expect((await client.head(`${PREFIX}/v2/signed/app/referrers/${signed.amd64.digest}`))!.contentType).toBe('application/vnd.oci.image.index.v1+json');
+    expect((await client.head(`${PREFIX}/v2/signed/app/manifests/${signed.index.digest.replace(':', '-')}.sig`))!.contentType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(paths.filter((p) => p.kind === 'referrers').length).toBe(3);
   });
 
   it('a second deploy uploads nothing', async () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FILE, checkNginx, renderNginxServerInclude } from '../src/hosts/nginx.ts';
 import { CLIENTS, expectExactHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
 import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
+import { runCheck } from '../src/check/run.ts';
 import { type PublishedPath } from '../src/model/published-path.ts';
 
 // The nginx writer against real Debian nginx (run as root: its workers run as `nobody`, so the
@@ -75,6 +76,18 @@ describe('nginx serves the generated configuration', () => {
       expectExactHeaders(p, head);
       expect(head.headers.get('content-length'), p.urlPath).toBe(String(p.size));
     }
+  });
+
+  it('answers the referrers API and the cosign tags of a signed image, and registrish check passes', async () => {
+    const { signed } = site;
+    const res = await fetch(`${base()}/v2/signed/app/referrers/${signed.amd64.digest}`);
+    expect(res.headers.get('content-type')).toBe('application/vnd.oci.image.index.v1+json');
+    expect(((await res.json()) as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest)).toEqual([signed.sbom.digest]);
+    const sig = await fetch(`${base()}/v2/signed/app/manifests/${signed.index.digest.replace(':', '-')}.sig`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    expect(Buffer.from(await sig.arrayBuffer())).toEqual(signed.signature.bytes);
+    const report = await runCheck({ url: base(), host: 'nginx', images: [{ name: 'signed/app', tags: ['1.0'], attachments: true }] });
+    expect(report.rows.filter((r) => r.problems.length)).toEqual([]);
+    expect(report.rows.filter((r) => r.label.includes('/referrers/'))).toHaveLength(3);
   });
 
   it('answers Range requests with 206', async () => {

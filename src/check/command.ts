@@ -52,9 +52,12 @@ export async function checkCommand(argv: string[], io: CliIO): Promise<number> {
   if (values.images !== undefined) {
     const config = await loadConfig(values.images);
     // Several entries may publish to one name (mirrored tags): merge their tags.
-    const byName = new Map<string, string[]>();
-    for (const spec of config.images) byName.set(spec.name, [...(byName.get(spec.name) ?? []), ...spec.tags]);
-    images = [...byName].map(([name, tags]) => ({ name, tags: [...new Set(tags)] }));
+    const byName = new Map<string, { tags: string[]; attachments: boolean }>();
+    for (const spec of config.images) {
+      const seen = byName.get(spec.name) ?? { tags: [], attachments: false };
+      byName.set(spec.name, { tags: [...seen.tags, ...spec.tags], attachments: seen.attachments || spec.attachments === true });
+    }
+    images = [...byName].map(([name, r]) => ({ name, tags: [...new Set(r.tags)], attachments: r.attachments }));
   }
 
   const report = await runCheck({ url, images, quick: values.quick ?? false, concurrency, host });

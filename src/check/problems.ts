@@ -21,7 +21,8 @@ export type ProblemKind =
   | 'missing-200'
   | 'missing-not-404'
   | 'range'
-  | 'htaccess-ignored';
+  | 'htaccess-ignored'
+  | 'referrers';
 
 export interface Problem {
   kind: ProblemKind;
@@ -60,6 +61,7 @@ export const BREAKS: Record<ProblemKind, string> = {
   'missing-not-404': 'error messages only: clients report "denied"/"unauthorized" instead of "not found"',
   range: 'podman, skopeo, buildah, CRI-O when they resume an interrupted blob download (they send Range: bytes=N- and require 206); fresh pulls work',
   'htaccess-ignored': `${ALL_CLIENTS}: without the generated .htaccess files, manifests get Apache's default Content-Type and no Docker-Content-Digest`,
+  referrers: 'cosign, oras, sigstore policy-controller and other tools that find signatures, SBOMs and attestations through the referrers API; pulls still work',
 };
 
 /** The same, in a few words, for the table lines. */
@@ -82,6 +84,7 @@ export const BREAKS_SHORT: Record<ProblemKind, string> = {
   'missing-not-404': 'none (error messages only)',
   range: 'podman/skopeo/CRI-O resumed downloads',
   'htaccess-ignored': 'all clients',
+  referrers: 'cosign, oras, signature policies',
 };
 
 /** The heading of each kind in the "How to fix" list. */
@@ -104,6 +107,7 @@ export const TITLES: Record<ProblemKind, string> = {
   'missing-not-404': 'a missing path does not answer 404',
   range: 'byte ranges not served',
   'htaccess-ignored': 'Apache ignores the generated .htaccess files',
+  referrers: 'referrers answer missing or wrong',
 };
 
 /** Deploying again, unchanged, fixes most problems of files that differ from what the build wrote. */
@@ -129,6 +133,7 @@ export const GENERIC_FIXES: Record<ProblemKind, string> = {
   'missing-not-404': 'Missing paths should answer 404.',
   range: 'Serve byte ranges (206 with Content-Range) for blobs: static file serving does; a function, worker or proxy in front may not.',
   'htaccess-ignored': 'Allow .htaccess files for the site folder: `AllowOverride FileInfo` (or All) in its <Directory> block, then reload Apache.',
+  referrers: 'Deploy v2/<name>/referrers/ from the same build as the manifests, served with Content-Type application/vnd.oci.image.index.v1+json exactly (the generated host files set it).',
 };
 
 // A row is one request and what was wrong with its answer; checks add problems to it as they go.

@@ -3,6 +3,7 @@ import { HOSTS, hostNamed } from '../hosts/index.ts';
 import { RegistrishError } from '../util/errors.ts';
 import { checkBlob, checkRange, quickSample } from './blobs.ts';
 import { checkManifestRef, type CheckedDescriptor } from './manifests.ts';
+import { checkReferrers } from './referrers.ts';
 import type { CheckRow } from './problems.ts';
 import { openProbe, type CheckContext } from './probe.ts';
 import { checkBase, checkMissingPaths, checkTagsList, discover } from './registry.ts';
@@ -19,7 +20,7 @@ export interface CheckOptions {
   /** Registry origin, e.g. `https://registry.example.com` (a trailing `/v2/` is allowed). */
   url: string;
   /** Names and tags to check (from images.json); discovered through `/v2/_catalog` when absent. */
-  images?: Array<{ name: string; tags: string[] }>;
+  images?: Array<{ name: string; tags: string[]; /** images.json mirrors attachments: every manifest must have a referrers answer. */ attachments?: boolean }>;
   /** HEAD every blob but GET (download and hash) only a sample. */
   quick?: boolean;
   /** Requests in flight at once. Default 8. */
@@ -48,11 +49,11 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
     // Unreachable host: every other check would repeat the same connection error.
     if (base.problems.some((p) => p.kind === 'request-failed')) return summarize(origin, source, quick, rows);
 
-    let targets: Array<{ name: string; tags: string[] }>;
+    let targets: Array<{ name: string; tags: string[]; attachments?: boolean }>;
     // tags/list rows made during discovery, placed at the top of their repository's table.
     let tagListRows: Map<string, CheckRow> | undefined;
     if (options.images) {
-      targets = options.images.map((i) => ({ name: i.name, tags: [...new Set(i.tags)] }));
+      targets = options.images.map((i) => ({ name: i.name, tags: [...new Set(i.tags)], attachments: i.attachments }));
     } else {
       const found = await discover(ctx);
       rows.push(found.row);
@@ -64,7 +65,7 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
     const perRepo = await Promise.all(
       targets.map(async (t) => {
         const listRow = tagListRows ? tagListRows.get(t.name) : await checkTagsList(ctx, t.name, t.tags);
-        return checkRepository(ctx, t.name, t.tags, listRow);
+        return checkRepository(ctx, t.name, t.tags, listRow, t.attachments ?? false);
       }),
     );
     for (const r of perRepo) rows.push(...r);
@@ -75,7 +76,7 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
 }
 
 /** One repository: its tags/list row, every manifest (by tag, then by digest level by level), every blob. */
-async function checkRepository(ctx: CheckContext, name: string, tags: string[], listRow: CheckRow | undefined): Promise<CheckRow[]> {
+async function checkRepository(ctx: CheckContext, name: string, tags: string[], listRow: CheckRow | undefined, attachments: boolean): Promise<CheckRow[]> {
   const out: CheckRow[] = [];
   if (listRow) out.push(listRow);
 
@@ -86,18 +87,26 @@ async function checkRepository(ctx: CheckContext, name: string, tags: string[], 
   // Then by digest, level by level (index → its children), each digest once, in a stable order.
   const seen = new Set<string>();
   const blobs = new Map<string, CheckedDescriptor>();
-  let level: CheckedDescriptor[] = byTag.flatMap((r) => (r.facts ? [{ digest: r.facts.digest, size: r.facts.size, mediaType: r.facts.mediaType }] : []));
-  for (let depth = 0; level.length > 0 && depth < 4; depth++) {
-    const unique = level.filter((d) => !seen.has(d.digest) && (seen.add(d.digest), true));
-    const results = await Promise.all(unique.map((d) => checkManifestRef(ctx, name, d.digest, d)));
-    level = [];
-    for (const r of results) {
-      out.push(...r.rows);
-      if (!r.facts) continue;
-      level.push(...r.facts.children);
-      for (const b of r.facts.blobs) if (!blobs.has(b.digest)) blobs.set(b.digest, b);
+  const walk = async (start: CheckedDescriptor[]): Promise<void> => {
+    let level = start;
+    for (let depth = 0; level.length > 0 && depth < 4; depth++) {
+      const unique = level.filter((d) => !seen.has(d.digest) && (seen.add(d.digest), true));
+      const results = await Promise.all(unique.map((d) => checkManifestRef(ctx, name, d.digest, d)));
+      level = [];
+      for (const r of results) {
+        out.push(...r.rows);
+        if (!r.facts) continue;
+        level.push(...r.facts.children);
+        for (const b of r.facts.blobs) if (!blobs.has(b.digest)) blobs.set(b.digest, b);
+      }
     }
-  }
+  };
+  await walk(byTag.flatMap((r) => (r.facts ? [{ digest: r.facts.digest, size: r.facts.size, mediaType: r.facts.mediaType }] : [])));
+  // The referrers answers of every image manifest, and the manifests they list (signatures, SBOMs).
+  const subjects = [...seen];
+  const referrers = await checkReferrers(ctx, name, subjects, attachments);
+  out.push(...referrers.rows);
+  await walk(referrers.listed);
 
   const all = [...blobs.values()];
   const sample = ctx.quick ? quickSample(all) : new Set(all.map((b) => b.digest));

@@ -8,7 +8,8 @@ import { RegistrishError } from '../util/errors.ts';
 import { quote } from '../util/format.ts';
 import { parseJsonLocated, JsonSyntaxError } from './json.ts';
 import { checkKeys, describeType, isPlainObject, type Report } from './keys.ts';
-import type { ImageSpec, RegistrishConfig } from './types.ts';
+import { parseAttachments, parseVerify, type ParsedVerify } from './supply-chain.ts';
+import type { ImageSpec, RegistrishConfig, VerifyPolicy } from './types.ts';
 
 // images.json → validated ImageSpecs. Every problem is collected and reported at once, each
 // naming the entry and field (`images[3].tags[1]`), so one edit-build cycle fixes them all.
@@ -22,14 +23,14 @@ import type { ImageSpec, RegistrishConfig } from './types.ts';
 //   `latest`) is fetched from the source tag of the same name. Such an entry yields one
 //   ImageSpec per tag, so every SourceRef carries the tag or digest to fetch.
 
-export const CONFIG_KEYS = ['$schema', 'images', 'insecureRegistries'] as const;
-export const ENTRY_KEYS = ['source', 'name', 'tags', 'platforms'] as const;
+export const CONFIG_KEYS = ['$schema', 'images', 'insecureRegistries', 'attachments', 'verify'] as const;
+export const ENTRY_KEYS = ['source', 'name', 'tags', 'platforms', 'attachments', 'verify'] as const;
 
 /**
  * Name components that would collide with the static layout the registry is served from:
  * `/v2/<name>/manifests/…`, `/v2/<name>/blobs/…`, `/v2/<name>/tags/list`, `/v2/_catalog`.
  */
-export const RESERVED_NAME_COMPONENTS = ['manifests', 'blobs', 'tags', '_catalog'] as const;
+export const RESERVED_NAME_COMPONENTS = ['manifests', 'blobs', 'tags', 'referrers', '_catalog'] as const;
 
 /** Extra insecure (plain HTTP) registries, comma- or space-separated: for CI mirrors not worth committing. */
 export const INSECURE_REGISTRIES_ENV = 'REGISTRISH_INSECURE_REGISTRIES';
@@ -130,6 +131,12 @@ export function parseConfigText(text: string, file: string, opts: ConfigOptions 
   }
   const insecure = new Set(insecureRegistries.map((h) => h.toLowerCase()));
 
+  // Supply-chain defaults for every entry.
+  const baseDir = path.dirname(abs);
+  const defaults: EntryDefaults = {};
+  if (Object.hasOwn(data, 'attachments')) defaults.attachments = parseAttachments(data.attachments, 'attachments', report);
+  if (Object.hasOwn(data, 'verify')) defaults.verify = parseVerify(data.verify, 'verify', baseDir, report, false);
+
   const entries: ParsedEntry[] = [];
   if (!Object.hasOwn(data, 'images')) {
     report('', 'missing "images": list the images to publish, e.g. "images": ["alpine:3.20"]');
@@ -138,9 +145,8 @@ export function parseConfigText(text: string, file: string, opts: ConfigOptions 
   } else if (data.images.length === 0) {
     report('images', 'the list is empty — add at least one image to publish, e.g. ["alpine:3.20"]');
   } else {
-    const baseDir = path.dirname(abs);
     data.images.forEach((entry, i) => {
-      const parsed = parseEntry(entry, i, baseDir, insecure, report);
+      const parsed = parseEntry(entry, i, baseDir, insecure, defaults, report);
       if (parsed) entries.push(parsed);
     });
   }
@@ -158,6 +164,14 @@ interface ParsedEntry {
   name: string;
   tags: string[];
   platforms?: PlatformFilter[];
+  attachments?: boolean;
+  verify?: VerifyPolicy;
+}
+
+/** Top-level values every entry inherits (undefined after a reported problem). */
+interface EntryDefaults {
+  attachments?: boolean;
+  verify?: ParsedVerify;
 }
 
 
@@ -166,6 +180,7 @@ function parseEntry(
   i: number,
   baseDir: string,
   insecure: Set<string>,
+  defaults: EntryDefaults,
   report: Report,
 ): ParsedEntry | undefined {
   const at = `images[${i}]`;
@@ -184,6 +199,7 @@ function parseEntry(
   let ok = true;
 
   let source: SourceRef | undefined;
+  let identity: string | undefined;
   let defaultName: string | undefined;
   let defaultNameFrom = '';
   if (!Object.hasOwn(obj, 'source')) {
@@ -196,6 +212,7 @@ function parseEntry(
     try {
       const parsed = parseSource(obj.source, { baseDir, insecureRegistries: insecure });
       source = parsed.ref;
+      identity = parsed.identity;
       defaultName = parsed.defaultName;
       defaultNameFrom = parsed.defaultNameFrom;
     } catch (err) {
@@ -272,9 +289,19 @@ function parseEntry(
     else ok = false;
   }
 
+  const attachments = Object.hasOwn(obj, 'attachments') ? parseAttachments(obj.attachments, `${at}.attachments`, report) : defaults.attachments;
+  const verify = Object.hasOwn(obj, 'verify') ? parseVerify(obj.verify, `${at}.verify`, baseDir, report, true) : defaults.verify;
+  if ((Object.hasOwn(obj, 'attachments') && attachments === undefined) || (Object.hasOwn(obj, 'verify') && verify === undefined)) ok = false;
+
   if (!ok || !source || name === undefined || !tags) return undefined;
   const out: ParsedEntry = { index: i, source, name, tags };
   if (platforms) out.platforms = platforms;
+  if (attachments) out.attachments = true;
+  if (verify) {
+    // Signatures name the repository they were made for: the source's, unless images.json says otherwise.
+    const id = verify.identity ?? identity;
+    out.verify = id === undefined ? { keys: verify.keys } : { keys: verify.keys, identity: id };
+  }
   return out;
 }
 
@@ -385,8 +412,13 @@ function checkCollisions(entries: ParsedEntry[], report: Report): void {
 /** A pinned source gives one ImageSpec; an unpinned one gives one per tag, fetching that tag. */
 function expandEntry(e: ParsedEntry): ImageSpec[] {
   const { source } = e;
-  const base = (src: SourceRef, tags: string[]): ImageSpec =>
-    e.platforms ? { index: e.index, source: src, name: e.name, tags, platforms: e.platforms } : { index: e.index, source: src, name: e.name, tags };
+  const base = (src: SourceRef, tags: string[]): ImageSpec => {
+    const spec: ImageSpec = { index: e.index, source: src, name: e.name, tags };
+    if (e.platforms) spec.platforms = e.platforms;
+    if (e.attachments) spec.attachments = true;
+    if (e.verify) spec.verify = e.verify;
+    return spec;
+  };
   if (source.tag !== undefined || source.digest !== undefined) return [base(source, e.tags)];
   return e.tags.map((tag) => base({ ...source, tag }, [tag]));
 }

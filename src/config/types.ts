@@ -1,4 +1,5 @@
 import type { PlatformFilter } from '../model/platform.ts';
+import type { KeyObject } from 'node:crypto';
 import type { SourceRef } from '../sources/source.ts';
 
 // What images.json means once validated: plain data for the resolve stage.
@@ -14,6 +15,18 @@ export interface ImageSpec {
   tags: string[];
   /** Platform filter; undefined = publish every platform byte-for-byte. */
   platforms?: PlatformFilter[];
+  /** Mirror signatures, attestations, SBOMs and referrers with the image. */
+  attachments?: true;
+  /** Publish only when signed by one of these keys. */
+  verify?: VerifyPolicy;
+}
+
+/** The `verify` gate of an entry: trusted keys, and the repository name signatures must carry. */
+export interface VerifyPolicy {
+  /** Trusted public keys, with the file each came from (for messages). */
+  keys: Array<{ file: string; key: KeyObject }>;
+  /** The `docker-reference` a signature must name (cosign signs the repository); undefined: not checked. */
+  identity?: string;
 }
 
 export interface RegistrishConfig {

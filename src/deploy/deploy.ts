@@ -52,7 +52,7 @@ export interface Upload {
   /** sha256 hex of the bytes (signed payload hash and the `digest` metadata). */
   sha256: string;
   headers: Record<string, string>;
-  /** 0 blobs, 1 manifests by digest, 2 indexes by digest, 3 tag manifests, 4 tags/list, _catalog and /v2/. */
+  /** 0 blobs, 1 manifests by digest, 2 indexes by digest, 3 tag manifests and referrers answers, 4 tags/list, _catalog and /v2/. */
   phase: number;
   /** A store refusing it (MinIO rejects non-empty keys ending in `/`) is a warning, not a failure. */
   optional?: boolean;
@@ -88,7 +88,8 @@ const ACL_META = 'x-amz-meta-acl';
 function phaseOf(p: PublishedPath): number {
   if (p.kind === 'blob') return 0;
   if (p.kind === 'manifest' && p.immutable) return isIndexType(p.contentType) ? 2 : 1;
-  if (p.kind === 'manifest') return 3;
+  // Tags, and referrers answers (they list manifests stored by digest in phases 1 and 2).
+  if (p.kind === 'manifest' || p.kind === 'referrers') return 3;
   // Lists and the base last, so a list never names a tag whose manifest is not stored yet.
   return 4;
 }

@@ -57,8 +57,8 @@ interface Parsed {
 }
 
 function parse(p: PublishedPath): Parsed {
-  const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/u.exec(p.urlPath);
-  if (m && (p.kind === 'manifest' || p.kind === 'blob')) return { p, repo: m[1], ref: m[3] };
+  const m = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/u.exec(p.urlPath);
+  if (m && (p.kind === 'manifest' || p.kind === 'blob' || p.kind === 'referrers')) return { p, repo: m[1], ref: m[3] };
   const t = /^\/v2\/(.+)\/tags\/list$/u.exec(p.urlPath);
   if (t && p.kind === 'tags') return { p, repo: t[1] };
   return { p };
@@ -150,8 +150,17 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
   }
   rules.push(...repoRules, ...exceptions);
 
-  // 5. Tags: one exact rule each (the digest differs per tag).
-  const done = new Set<PublishedPath>([...parsed.filter((x) => ['base', 'catalog', 'tags', 'blob'].includes(x.p.kind)), ...digestManifests].map((x) => x.p));
+  // 5. Referrers answers: one rule per name depth (every one is an OCI index with a short cache).
+  const referrers = parsed.filter((x) => x.p.kind === 'referrers');
+  if (referrers.some((x) => !DIGEST_RE.test(x.ref!))) throw new RegistrishError('Cloudflare: a referrers URL does not end in a sha256 digest');
+  for (const depth of [...new Set(referrers.map(depthOf))].sort((a, b) => a - b)) {
+    const group = referrers.filter((x) => depthOf(x) === depth);
+    if (!sameHeaders(group)) throw new RegistrishError(`Cloudflare: referrers at name depth ${depth} do not share their headers; cannot group them`);
+    rules.push({ path: `/v2/${placeholders(depth)}/referrers/sha256:*`, set: rest(group[0]!.p), unset: [] });
+  }
+
+  // 6. Tags: one exact rule each (the digest differs per tag).
+  const done = new Set<PublishedPath>([...parsed.filter((x) => ['base', 'catalog', 'tags', 'blob', 'referrers'].includes(x.p.kind)), ...digestManifests].map((x) => x.p));
   for (const x of parsed.filter((x) => !done.has(x.p))) rules.push({ path: literal(x.p.urlPath), set: rest(x.p), unset: [] });
   return rules;
 }

@@ -2,7 +2,7 @@
 // writer renders into its own configuration, and what `deploy` and `check` read back.
 
 /** What kind of thing a published path is; host writers decide headers from this. */
-export type PathKind = 'base' | 'catalog' | 'tags' | 'manifest' | 'blob';
+export type PathKind = 'base' | 'catalog' | 'tags' | 'manifest' | 'blob' | 'referrers';
 
 /** One URL the static registry answers, and the file behind it. */
 export interface PublishedPath {

@@ -12,7 +12,8 @@ export type HeaderList = Array<[name: string, value: string]>;
 
 export function headersFor(p: PublishedPath): HeaderList {
   const h: HeaderList = [['Content-Type', p.contentType]];
-  if (p.digest) h.push(['Docker-Content-Digest', p.digest]);
+  // Content addressed by its URL carries its digest; a referrers answer is a listing, not a manifest.
+  if (p.digest && p.kind !== 'referrers') h.push(['Docker-Content-Digest', p.digest]);
   if (p.kind === 'base') h.push(['Docker-Distribution-API-Version', 'registry/2.0']);
   h.push(['Cache-Control', p.immutable ? IMMUTABLE_CACHE : MUTABLE_CACHE]);
   // Mirrored content is third-party: never let a browser guess it is a page on this site.

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LinkMode } from '../store/store.ts';
 import { isValidDigest } from '../model/digest.ts';
-import { MANIFEST_TYPES } from '../model/media-types.ts';
+import { MANIFEST_TYPES, OCI_INDEX } from '../model/media-types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 import { isValidRepositoryName, isValidTag } from '../model/reference.ts';
 import { RegistrishError } from '../util/errors.ts';
@@ -66,9 +66,13 @@ function pathEntryProblem(entry: unknown): string | undefined {
   if (file === 'v2/index.html') expected = { kind: 'base', url: '/v2/' };
   else if (file === 'v2/_catalog') expected = { kind: 'catalog', url: '/v2/_catalog' };
   else {
-    const m = /^v2\/(.+)\/(?:(tags\/list)|manifests\/([^/]+)|blobs\/([^/]+))$/u.exec(file);
+    const m = /^v2\/(.+)\/(?:(tags\/list)|manifests\/([^/]+)|blobs\/([^/]+)|referrers\/([^/]+))$/u.exec(file);
     if (!m || !isValidRepositoryName(m[1])) return `${where} is not a registry path`;
     if (m[2]) expected = { kind: 'tags', url: `/${file}` };
+    else if (m[5] !== undefined) {
+      if (!isValidDigest(m[5])) return `${where} names an invalid subject digest`;
+      expected = { kind: 'referrers', url: `/${file}` };
+    }
     else if (m[3] !== undefined) {
       if (isValidDigest(m[3])) expected = { kind: 'manifest', url: `/${file}`, pathDigest: m[3] };
       else if (isValidTag(m[3])) expected = { kind: 'manifest', url: `/${file}`, ref: m[3] };
@@ -82,11 +86,11 @@ function pathEntryProblem(entry: unknown): string | undefined {
   if (kind !== expected.kind) return `${where} has kind ${JSON.stringify(kind)}, expected ${JSON.stringify(expected.kind)}`;
   if (digest !== undefined && !isValidDigest(digest)) return `${where} has an invalid digest`;
   if (expected.pathDigest !== undefined && digest !== expected.pathDigest) return `${where} has digest ${JSON.stringify(digest)}, not the one its path names`;
-  if (expected.kind === 'manifest' && digest === undefined) return `${where} has no digest`;
+  if ((expected.kind === 'manifest' || expected.kind === 'referrers') && digest === undefined) return `${where} has no digest`;
   const typeOk =
     expected.kind === 'manifest'
       ? typeof contentType === 'string' && MANIFEST_TYPES.includes(contentType)
-      : contentType === (expected.kind === 'blob' ? BLOB_TYPE : JSON_TYPE);
+      : contentType === (expected.kind === 'blob' ? BLOB_TYPE : expected.kind === 'referrers' ? OCI_INDEX : JSON_TYPE);
   if (!typeOk) return `${where} has contentType ${JSON.stringify(contentType)}, not one a ${expected.kind} is served with`;
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return `${where} has an invalid size`;
   if (immutable !== (expected.pathDigest !== undefined)) return `${where} has immutable ${JSON.stringify(immutable)}, expected ${expected.pathDigest !== undefined}`;

@@ -1,3 +1,4 @@
+import { OCI_INDEX } from '../model/media-types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 import type { Plan } from '../resolve/plan.ts';
 import { RegistrishError } from '../util/errors.ts';
@@ -40,6 +41,11 @@ export function layoutRegistry(plan: Plan): RegistryLayout {
     }
     for (const [digest, size] of [...repo.blobs].sort(([a], [b]) => compareStrings(a, b))) {
       paths.push({ urlPath: `/${base}/blobs/${digest}`, file: `${base}/blobs/${digest}`, kind: 'blob', contentType: BLOB_TYPE, digest, size, immutable: true });
+    }
+    // The referrers API, answered statically: the index of each looked-up subject (empty when it has none).
+    for (const [subject, index] of [...repo.referrers].sort(([a], [b]) => compareStrings(a, b))) {
+      const file = `${base}/referrers/${subject}`;
+      paths.push({ urlPath: `/${file}`, file, kind: 'referrers', contentType: OCI_INDEX, digest: index.digest, size: index.size, immutable: false });
     }
   }
   assertNoFileDirClash(paths);

@@ -49,6 +49,11 @@ export interface ImageSource {
   fetchManifest(reference: string): Promise<ManifestBytes>;
   /** A blob's bytes from `offset` on. */
   openBlob(digest: string, offset: number): Promise<OpenedBlob>;
+  /**
+   * The manifests that name `digest` as their `subject` (OCI 1.1 referrers API), unchecked. Absent
+   * or undefined when the source has no such API: the referrers tag schema (`sha256-<hex>`) is read instead.
+   */
+  referrers?(digest: string): Promise<unknown[] | undefined>;
 }
 
 /** What parsing a `source` string needs besides the string. */
@@ -65,6 +70,8 @@ export interface ParsedSource<R extends SourceRef = SourceRef> {
   defaultName: string;
   /** Where that name came from, for the message when it is not a valid name. */
   defaultNameFrom: string;
+  /** The name signatures of this image carry (cosign's `docker-reference`), when the kind knows one. */
+  identity?: string;
 }
 
 /** What opening a source needs during one build. */

@@ -9,6 +9,7 @@ import { ctrPull, dockerPull, podmanPull, skopeoCopy, startContainerd, startDock
 import { seedUpstream, type Fixtures } from './images.ts';
 import { hasCommand, makeTempDir, removeDir } from './procs.ts';
 import { startRegistry, type UpstreamRegistry } from './upstream.ts';
+import { keyPair, seedSignedApp, type SignedApp } from './attachments.ts';
 import { type PublishedPath } from '../../src/model/published-path.ts';
 
 // What every "real static server + four real clients" test needs: a seeded upstream, a build for
@@ -31,6 +32,8 @@ export interface HostSite extends Daemons {
   out: string;
   up: UpstreamRegistry;
   fx: Fixtures;
+  /** The signed image published with its attachments (signature, attestation, referrers). */
+  signed: SignedApp;
   summary: BuildSummary;
   stop(): Promise<void>;
 }
@@ -52,8 +55,11 @@ export async function startHostSite(host: string, prefix: string): Promise<HostS
   })();
   const up = await startRegistry({ storageDir: storage });
   const fx = await seedUpstream(up.url);
+  // A signed image with attachments: its .sig/.att tags and referrers answers go through the host too.
+  const signed = await seedSignedApp(up.url, up.host, keyPair('ec'));
   const images = {
     images: [
+      { source: `${up.host}/signed/app:1.0`, attachments: true },
       `${up.host}/oci/multi:1.0`,
       `${up.host}/docker/list:2.0`,
       `${up.host}/a/b/c`,
@@ -81,6 +87,7 @@ export async function startHostSite(host: string, prefix: string): Promise<HostS
     out,
     up,
     fx,
+    signed,
     summary,
     containerd,
     dockerd,

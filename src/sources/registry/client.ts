@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { nextLink } from '../../http/link.ts';
 import { discard, dropBody, firstHeader, readCapped, readErrorDetail } from '../../http/response.ts';
 import { statusText, Transport, type Method, type TransportResponse } from '../../http/transport.ts';
 import { isValidDigest } from '../../model/digest.ts';
-import { isKnownManifestType, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, manifestMediaType, stripParams } from '../../model/media-types.ts';
+import { isKnownManifestType, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, manifestMediaType, OCI_INDEX, stripParams } from '../../model/media-types.ts';
 import { isValidRepositoryName, isValidTag } from '../../model/reference.ts';
 import { HttpError, NotFoundError, RegistrishError } from '../../util/errors.ts';
 import { redactUrl } from '../../util/redact.ts';
@@ -59,6 +60,9 @@ export interface OpenedRegistryBlob {
 }
 
 
+
+/** Pages of a referrers answer we follow before calling the registry hostile. */
+const MAX_REFERRER_PAGES = 50;
 
 export class RegistryClient {
   readonly registry: string;
@@ -159,6 +163,43 @@ export class RegistryClient {
       throw err;
     }
     return { bytes, mediaType, headerDigest: firstHeader(res.headers, 'docker-content-digest') || undefined };
+  }
+
+  /**
+   * The referrers of `digest` (OCI 1.1 referrers API), every page (`Link: <…>; rel="next"`).
+   * Undefined when the registry does not implement the API (it answers 404, 400 or 405): the caller
+   * then reads the referrers tag schema (`sha256-<hex>`). Entries are untrusted: the caller checks them.
+   */
+  async getReferrers(repo: string, digest: string, opts: { signal?: AbortSignal } = {}): Promise<unknown[] | undefined> {
+    if (!isValidDigest(digest)) throw new RegistrishError(`${this.registry}/${repo}: invalid digest "${digest}"`);
+    const what = `${this.registry}/${repo}: referrers of ${digest}`;
+    const entries: unknown[] = [];
+    const first = new URL(`${this.repoUrl(repo)}/referrers/${digest}`);
+    const seen = new Set<string>();
+    for (let url: URL | undefined = first; url; ) {
+      if (seen.size >= MAX_REFERRER_PAGES) throw new RegistrishError(`${what}: more than ${MAX_REFERRER_PAGES} pages`);
+      if (seen.has(url.href)) throw new RegistrishError(`${what}: the registry's Link header loops back to ${redactUrl(url)}`);
+      if (url.origin !== first.origin) throw new RegistrishError(`${what}: the registry's Link header points to another origin (${redactUrl(url)})`);
+      seen.add(url.href);
+      const res = await this.send('GET', url.href, { scope: pullScope(repo), headers: { accept: OCI_INDEX }, what, signal: opts.signal });
+      if (seen.size === 1 && (res.status === 404 || res.status === 400 || res.status === 405)) {
+        await discard(res.body);
+        return undefined;
+      }
+      if (res.status !== 200) throw await this.unexpected(res, 'GET', what, url.href);
+      const bytes = await readCapped(res.body, MAX_MANIFEST_BYTES, () => tooLarge(what, MAX_MANIFEST_BYTES));
+      let doc: unknown;
+      try {
+        doc = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        throw new RegistrishError(`${what}: the answer is not JSON (${redactUrl(res.url)})`);
+      }
+      const manifests = (doc as { manifests?: unknown } | null)?.manifests;
+      if (!Array.isArray(manifests)) throw new RegistrishError(`${what}: the answer is not an image index (no "manifests" list)`);
+      entries.push(...manifests);
+      url = nextLink(res.headers['link'], res.url);
+    }
+    return entries;
   }
 
   /**

@@ -35,7 +35,7 @@ export const registryKind: SourceKind<RegistryRef> = {
     if (parsed.tag !== undefined) ref.tag = parsed.tag;
     if (parsed.digest !== undefined) ref.digest = parsed.digest;
     const defaultName = defaultRepositoryName(parsed.domain, parsed.path);
-    return { ref, defaultName, defaultNameFrom: `the source's repository ${quote(defaultName)}` };
+    return { ref, defaultName, defaultNameFrom: `the source's repository ${quote(defaultName)}`, identity: `${parsed.domain}/${parsed.path}` };
   },
   describe: (ref) => `${ref.registry}/${ref.repository}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`,
   open(ref, ctx) {

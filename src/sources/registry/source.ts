@@ -33,6 +33,10 @@ export class RegistrySource implements ImageSource {
     return { bytes: got.bytes, mediaType: got.mediaType };
   }
 
+  referrers(digest: string): Promise<unknown[] | undefined> {
+    return this.client.getReferrers(this.repository, digest);
+  }
+
   async openBlob(digest: string, offset: number): Promise<OpenedBlob> {
     return this.client.openBlob(this.repository, digest, { offset });
   }
