@@ -8,4 +8,6 @@ command -v /usr/bin/time >/dev/null || { echo "bench: GNU time missing: apt-get 
 command -v curl >/dev/null || { echo "bench: curl missing: apt-get install -y curl" >&2; exit 1; }
 # Measure what an install runs: dist/, compiled from the current src/.
 node scripts/build-dist.mjs --clean
-exec node --import tsx bench/bench.ts "$@"
+node --import tsx bench/bench.ts "$@"
+# What the site's pages add to a warm rebuild (50 repositories / 200 tags).
+exec node --import tsx bench/pages.ts

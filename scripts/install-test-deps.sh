@@ -2,7 +2,8 @@
 # Installs what the real-component tests (test/harness/) need, from Debian 12's packages:
 #   docker-registry (distribution 2.8), skopeo, podman, containerd + ctr, dockerd + docker,
 #   htpasswd (apache2-utils), openssl, tar/gzip, and the static servers the host writers are
-#   tested on: nginx (nginx-light) and Apache 2.4 (apache2, which also ships /etc/apache2/magic).
+#   tested on: nginx (nginx-light) and Apache 2.4 (apache2, which also ships /etc/apache2/magic),
+#   and Chromium, the browser the site's pages are tested in (driven by playwright-core).
 # Idempotent: does nothing when every command is already there. Starts no service (a
 # temporary policy-rc.d keeps the packages' init scripts from starting registry/containerd/docker).
 set -euo pipefail
@@ -23,6 +24,7 @@ declare -A PKG_OF=(
   [gzip]=gzip
   [nginx]=nginx-light
   [apache2]=apache2
+  [chromium]=chromium
 )
 # Always installed together with the above when something is missing. Pulling as root with
 # --storage-driver vfs needs none of podman's Recommends (uidmap, fuse-overlayfs, slirp4netns,
@@ -93,5 +95,6 @@ fi
   dockerd --version
   nginx -v 2>&1
   apache2 -v | head -1
+  chromium --version
   openssl version
 } 2>/dev/null | sed 's/^/install-test-deps: /' || true

@@ -77,6 +77,8 @@ export interface ResolvedRegistry {
   store: ContentStore;
   /** Waits for every blob to be in the store (rejects with the first failure) and reports. */
   downloads(): Promise<FetchStats>;
+  /** Gets these blobs into the store ahead of the others (the image configs the pages show). */
+  blobsNow(digests: Iterable<string>): Promise<void>;
   /** Stops the heartbeat and closes the build's connection pool (after the downloads settle). */
   close(): Promise<void>;
   /** performance.now() when the build started. */
@@ -148,6 +150,7 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
     layout: layoutRegistry(plan),
     store,
     downloads: () => (downloads ??= fetcher.finish()),
+    blobsNow: (digests) => fetcher.now(digests),
     close,
     started,
   };

@@ -113,6 +113,11 @@ export default function (eleventyConfig) {
       );
       await waitFor(() => (builds() === 2 ? true : undefined), { timeoutMs: 60_000, what: 'a registry rebuild after editing registry.json' });
       expect(await readFile(path.join(site, 'public/v2/demo/hello/tags/list'), 'utf8')).toBe('{"name":"demo/hello","tags":["1.0","two"]}\n');
+      // The pages follow: rendered from the new resolution, not a stale one.
+      await waitFor(async () => ((await readFile(path.join(site, 'public/images/demo/hello/index.html'), 'utf8').catch(() => '')).includes('>two</a>') ? true : undefined), {
+        timeoutMs: 30_000,
+        what: 'the page of the new tag',
+      });
     } finally {
       child.kill('SIGTERM');
     }

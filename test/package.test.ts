@@ -44,12 +44,14 @@ describe('the packed package', () => {
     expect(list.filter((f) => /^package\/(src|test)\/|tsbuildinfo|\.test\./u.test(f))).toEqual([]);
   });
 
-  it('builds a registry from an ES module Eleventy config', async () => {
+  it('builds a registry from an ES module Eleventy config, with its pages moved into a layout of the site', async () => {
+    await mkdir(path.join(site, 'src/_includes'), { recursive: true });
+    await writeFile(path.join(site, 'src/_includes/base.njk'), '<!doctype html><html lang="en"><title>{{ title }}</title><body><main class="site-layout">{{ content | safe }}</main></body></html>\n');
     await writeFile(
       path.join(site, 'eleventy.config.mjs'),
       `import registrish from 'registrish';
 export default function (eleventyConfig) {
-  eleventyConfig.addPlugin(registrish, { cacheDir: '.cache/esm' });
+  eleventyConfig.addPlugin(registrish, { cacheDir: '.cache/esm', pages: { path: '/registry/', layout: 'base.njk' } });
   return { dir: { input: 'src', output: 'out-esm' } };
 }
 `,
@@ -57,21 +59,33 @@ export default function (eleventyConfig) {
     const r = await eleventy('eleventy.config.mjs');
     expect(r.stdout).toMatch(/\[registrish\] 1 images, 1 tags, 3 manifests .*fetched 4/u);
     expect(await readFile(path.join(site, 'out-esm/v2/demo/hello/tags/list'), 'utf8')).toBe('{"name":"demo/hello","tags":["1.0"]}\n');
+    const page = await readFile(path.join(site, 'out-esm/registry/demo/hello/index.html'), 'utf8');
+    expect(page).toMatch(/^<!doctype html><html lang="en"><title>demo\/hello<\/title><body><main class="site-layout"><div class="rsh">/u);
+    expect(page).toContain('docker pull <span class="host" data-host>your-registry-host</span>/demo/hello:1.0');
   });
 
-  it('builds a registry from a CommonJS Eleventy config (require of the ES module)', async () => {
+  it('builds a registry from a CommonJS Eleventy config (require of the ES module) whose own page reads the registry data', async () => {
+    await mkdir(path.join(site, 'cjs-src'), { recursive: true });
+    await writeFile(
+      path.join(site, 'cjs-src/list.njk'),
+      '---\npermalink: /list.txt\n---\n{% for r in registry.repositories %}{{ r.name }}: {% for t in r.tags %}{{ t.name }} {{ t.platforms | length }} platforms {{ t.digest }}{% endfor %}{% endfor %}\n',
+    );
     await writeFile(
       path.join(site, 'eleventy.config.cjs'),
       `const registrish = require('registrish');
 module.exports = function (eleventyConfig) {
-  eleventyConfig.addPlugin(registrish, { cacheDir: '.cache/cjs' });
-  return { dir: { input: 'src', output: 'out-cjs' } };
+  eleventyConfig.addPlugin(registrish, { cacheDir: '.cache/cjs', pages: false });
+  return { dir: { input: 'cjs-src', output: 'out-cjs' } };
 };
 `,
     );
     const r = await eleventy('eleventy.config.cjs');
     expect(r.stdout).toMatch(/\[registrish\] 1 images, 1 tags, 3 manifests .*fetched 4/u);
     expect(await readFile(path.join(site, 'out-cjs/_headers'), 'utf8')).toContain('/v2/demo/hello/manifests/1.0');
+    const index = JSON.parse(await readFile(path.join(REPO, 'example/hello/index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    expect(await readFile(path.join(site, 'out-cjs/list.txt'), 'utf8')).toBe(`demo/hello: 1.0 2 platforms ${index.manifests[0]!.digest}\n`);
+    // Pages switched off: none written.
+    await expect(readFile(path.join(site, 'out-cjs/images/index.html'))).rejects.toThrow(/ENOENT/u);
   });
 
   it('type-checks a TypeScript consumer with skipLibCheck off (ES module and CommonJS)', async () => {

@@ -1,4 +1,6 @@
 import { writableHostNames } from '../hosts/index.ts';
+import { hostProblem } from '../model/reference.ts';
+import type { PagesConfig } from '../pages/templates.ts';
 import { RegistrishError } from '../util/errors.ts';
 
 // The plugin's options: merged over the defaults and checked, each error naming the plugin and
@@ -21,9 +23,36 @@ export interface RegistrishOptions {
   linkMode?: 'hardlink' | 'copy';
   /** Log one line per image (the summary line is always printed). */
   verbose?: boolean;
+  /**
+   * Pages about the registry (a catalog, a page per repository and per tag): `true` (at `/images/`),
+   * `false`, or `{ path, layout, title }` to move them, wrap them in a layout of the site's, or name the site.
+   */
+  pages?: boolean | PagesOption;
+  /**
+   * `host[:port]` clients pull from, for the commands on the pages. Default: Netlify's `URL` in a
+   * Netlify build, else the pages fill in the address they are served at.
+   */
+  registryHost?: string;
 }
 
-export const DEFAULT_OPTIONS: Required<RegistrishOptions> = {
+export interface PagesOption {
+  /** Where the catalog lives; repositories below it. Default `/images/`. */
+  path?: string;
+  /** A layout of the site's own (in its includes folder) to wrap every page in. */
+  layout?: string;
+  /** The site's name, in the pages' header and titles. Default "Container registry". */
+  title?: string;
+}
+
+/** The options after defaults and checks. */
+export interface ResolvedOptions extends Required<Omit<RegistrishOptions, 'pages' | 'registryHost'>> {
+  pages: PagesConfig | false;
+  registryHost?: string;
+}
+
+export const DEFAULT_PAGES: PagesConfig = { path: '/images/', title: 'Container registry' };
+
+export const DEFAULT_OPTIONS: Required<Omit<RegistrishOptions, 'registryHost'>> = {
   images: 'images.json',
   cacheDir: '.cache/registrish',
   hosts: ['netlify'],
@@ -31,14 +60,17 @@ export const DEFAULT_OPTIONS: Required<RegistrishOptions> = {
   imageConcurrency: 8,
   linkMode: 'hardlink',
   verbose: true,
+  pages: true,
 };
 
+const PAGE_KEYS = ['path', 'layout', 'title'];
+
 /** Merges options over the defaults and rejects anything else, naming the plugin and the option. */
-export function resolveOptions(options: RegistrishOptions = {}): Required<RegistrishOptions> {
+export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new RegistrishError(`${PREFIX} options must be an object`);
   }
-  const known = Object.keys(DEFAULT_OPTIONS);
+  const known = [...Object.keys(DEFAULT_OPTIONS), 'registryHost'];
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) throw new RegistrishError(`${PREFIX} unknown option "${key}" (known: ${known.join(', ')})`);
   }
@@ -55,6 +87,43 @@ export function resolveOptions(options: RegistrishOptions = {}): Required<Regist
   }
   if (o.linkMode !== 'hardlink' && o.linkMode !== 'copy') throw bad('linkMode', '"hardlink" or "copy"');
   if (typeof o.verbose !== 'boolean') throw bad('verbose', 'true or false');
-  return o;
+  const out: ResolvedOptions = { ...o, pages: resolvePages(o.pages, bad) };
+  if (options.registryHost !== undefined) {
+    const h = options.registryHost;
+    if (typeof h !== 'string' || /^[a-z][a-z0-9+.-]*:\/\//iu.test(h) || hostProblem(h)) {
+      throw bad('registryHost', `a host[:port] clients pull from, e.g. "registry.example.com" (no https://, no path)${typeof h === 'string' && hostProblem(h) && !/:\/\//u.test(h) ? `: ${hostProblem(h)}` : ''}`);
+    }
+    out.registryHost = h;
+  }
+  return out;
+}
+
+function resolvePages(value: unknown, bad: (name: string, want: string) => RegistrishError): PagesConfig | false {
+  if (value === false) return false;
+  if (value === true) return { ...DEFAULT_PAGES };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw bad('pages', 'true, false or an object like { path: "/images/" }');
+  const v = value as Record<string, unknown>;
+  for (const key of Object.keys(v)) {
+    if (!PAGE_KEYS.includes(key)) throw new RegistrishError(`${PREFIX} unknown option "pages.${key}" (known: ${PAGE_KEYS.join(', ')})`);
+  }
+  const pages: PagesConfig = { ...DEFAULT_PAGES };
+  if (v.path !== undefined) {
+    const p = v.path;
+    // A path of the site: never the registry's own /v2/, nothing a URL or a folder name would bend.
+    if (typeof p !== 'string' || !/^\/(?:[A-Za-z0-9._~-]+\/)*$/u.test(p) || p.split('/').some((s) => s === '.' || s === '..')) {
+      throw bad('pages.path', 'a URL path that starts and ends with "/", like "/images/"');
+    }
+    if (p === '/v2/' || p.startsWith('/v2/')) throw bad('pages.path', 'outside /v2/ (the registry itself lives there)');
+    pages.path = p;
+  }
+  if (v.layout !== undefined) {
+    if (typeof v.layout !== 'string' || v.layout === '') throw bad('pages.layout', 'the name of a layout in your includes folder, e.g. "base.njk"');
+    pages.layout = v.layout;
+  }
+  if (v.title !== undefined) {
+    if (typeof v.title !== 'string' || v.title.trim() === '') throw bad('pages.title', 'a non-empty string');
+    pages.title = v.title;
+  }
+  return pages;
 }
 

@@ -1,67 +1,166 @@
 import { createHash } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildRegistry, selectHosts, type BuildSummary } from '../build.ts';
-import { renderHosts } from '../hosts/host.ts';
+import type { BuildSummary, ResolvedRegistry } from '../build.ts';
+import type { RegistryData } from '../catalog/types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
-import { writeHostFiles } from '../publish/tree.ts';
+import { addRegistryPages, type EleventyTemplatesLike } from '../pages/templates.ts';
 import { formatError, RegistrishError } from '../util/errors.ts';
 import { makeLogger, type EleventyLogger } from './logger.ts';
 import { PREFIX, resolveOptions, type RegistrishOptions } from './options.ts';
 
-// The Eleventy glue: one build per Eleventy build (skipped in --serve/--watch when images.json did
-// not change), logs with a prefix and one summary line.
+// The Eleventy glue. Eleventy's timeline, so that templates can show what the registry serves:
+//   eleventy.before  resolve images.json (tags → manifests → image configs), blobs start downloading
+//   templates        read the `registry` global data; the default pages render from it
+//   eleventy.after   wait for the blobs, write v2/ and the host files, print one summary line
+// In --serve/--watch, a rebuild with an unchanged images.json reuses the last resolution (no
+// upstream request) and keeps v2/ as built. The build machinery (the HTTP client above all) loads
+// when the first build starts, not when a site's config adds the plugin.
+
+/** The modules a build needs, loaded once, on first use. */
+const machinery = () =>
+  Promise.all([import('../build.ts'), import('../catalog/data.ts'), import('../hosts/host.ts'), import('../publish/tree.ts')]).then(
+    ([build, catalog, hosts, tree]) => ({ ...build, ...catalog, ...hosts, ...tree }),
+  );
 
 /** Only the bits of Eleventy's config API this plugin uses (Eleventy ships no types). */
-export interface EleventyConfigLike {
+export interface EleventyConfigLike extends EleventyTemplatesLike {
   logger?: EleventyLogger;
   addWatchTarget(target: string): void;
+  addGlobalData(name: string, value: unknown): void;
   watchIgnores?: Set<string>;
   on(event: string, fn: (arg: any) => unknown): void;
+}
+
+interface BuildEvent {
+  directories?: { output?: string };
+  dir?: { output?: string };
+  outputMode?: string;
+  runMode?: string;
+}
+
+/** One Eleventy build's registry: resolved afresh, or the last one reused (watch mode). */
+type Current =
+  | { kind: 'fresh'; key: string; outputDir: string; resolved: Promise<ResolvedRegistry>; data: Promise<RegistryData> }
+  | { kind: 'reused'; outputDir: string; paths: PublishedPath[]; data: Promise<RegistryData> };
+
+/** The host Netlify gives a site's production address (`URL`), in a Netlify build. */
+export function netlifyHost(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.NETLIFY !== 'true' || !env.URL) return undefined;
+  try {
+    return new URL(env.URL).host || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function registrish(eleventyConfig: EleventyConfigLike, userOptions: RegistrishOptions = {}): void {
   const options = resolveOptions(userOptions);
   const logger = makeLogger(eleventyConfig, options.verbose);
+  const host = options.registryHost ?? netlifyHost(process.env);
+  const imagesFile = path.resolve(options.images);
   eleventyConfig.addWatchTarget(options.images);
-
   eleventyConfig.watchIgnores?.add(`${options.cacheDir.replace(/\/+$/, '')}/**`);
 
-  // In --serve/--watch, a template edit rebuilds the site: keep the registry unless images.json changed.
-  let lastBuilt: { key: string; outputDir: string; paths: PublishedPath[] } | undefined;
+  let current: Current | undefined;
+  let last: { key: string; outputDir: string; paths: PublishedPath[]; data: RegistryData } | undefined;
 
-  eleventyConfig.on('eleventy.after', async (event: { directories?: { output?: string }; dir?: { output?: string }; outputMode?: string; runMode?: string }) => {
-    if (event.outputMode && event.outputMode !== 'fs') return;
+  const fail = (err: unknown): never => {
+    // Eleventy prints the error and exits non-zero; the message is already redacted.
+    throw new RegistrishError(`${PREFIX} build failed: ${formatError(err)}`);
+  };
+
+  const start = async (event: BuildEvent): Promise<Current> => {
     const outputDir = path.resolve(event.directories?.output ?? event.dir?.output ?? '_site');
-    const imagesFile = path.resolve(options.images);
     const key = await fileKey(imagesFile);
-    if (event.runMode !== 'build' && lastBuilt?.key === key && lastBuilt.outputDir === outputDir && (await exists(path.join(outputDir, 'v2')))) {
+    if (event.runMode !== undefined && event.runMode !== 'build' && last?.key === key && last.outputDir === outputDir && (await exists(path.join(outputDir, 'v2')))) {
+      return { kind: 'reused', outputDir, paths: last.paths, data: Promise.resolve(last.data) };
+    }
+    const { resolveRegistry, buildRegistryData } = await machinery();
+    const resolved = resolveRegistry({
+      images: imagesFile,
+      cacheDir: path.resolve(options.cacheDir),
+      imageConcurrency: options.imageConcurrency,
+      blobConcurrency: options.concurrency,
+      logger,
+    });
+    const data = resolved.then((r) =>
+      buildRegistryData(
+        { plan: r.plan, store: r.store, blobsNow: (d) => r.blobsNow(d) },
+        { host, ...(options.pages ? { pagesPath: options.pages.path } : {}) },
+      ),
+    );
+    // Failures are reported by eleventy.before (which awaits both); these keep them from being unhandled meanwhile.
+    resolved.catch(() => {});
+    data.catch(() => {});
+    return { kind: 'fresh', key, outputDir, resolved, data };
+  };
+
+  // Templates read the registry. Asked for before eleventy.before ran (not in a normal build), the
+  // resolution starts here.
+  eleventyConfig.addGlobalData('registry', async (): Promise<RegistryData> => {
+    current ??= await start({});
+    return current.data;
+  });
+  if (options.pages) addRegistryPages(eleventyConfig, options.pages);
+
+  eleventyConfig.on('eleventy.before', async (event: BuildEvent) => {
+    current = await start(event);
+    try {
+      const data = await current.data;
+      if (options.pages) assertPagesOutsideRegistry(data, options.pages.path);
+    } catch (err) {
+      await closeQuietly(current);
+      current = undefined;
+      fail(err);
+    }
+  });
+
+  eleventyConfig.on('eleventy.after', async (event: BuildEvent) => {
+    const build = current;
+    current = undefined;
+    if (!build) return;
+    if (event.outputMode && event.outputMode !== 'fs') return void (await closeQuietly(build));
+    const { publishRegistry, renderHosts, selectHosts, writeHostFiles } = await machinery();
+    if (build.kind === 'reused') {
       // The site's own passthrough `_headers` may have been copied over ours: render host files again.
-      const rendered = await renderHosts(selectHosts(options.hosts), outputDir, lastBuilt.paths);
-      await writeHostFiles(outputDir, rendered.files);
+      const rendered = await renderHosts(selectHosts(options.hosts), build.outputDir, build.paths);
+      await writeHostFiles(build.outputDir, rendered.files);
       logger.info(`${path.basename(imagesFile)} unchanged: registry kept as built`);
       return;
     }
+    const resolved = await build.resolved;
     let summary: BuildSummary;
     try {
-      summary = await buildRegistry({
-        images: imagesFile,
-        outputDir,
-        cacheDir: path.resolve(options.cacheDir),
-        hosts: options.hosts,
-        imageConcurrency: options.imageConcurrency,
-        blobConcurrency: options.concurrency,
-        linkMode: options.linkMode,
-        logger,
-      });
+      summary = await publishRegistry(resolved, { outputDir: build.outputDir, hosts: options.hosts, linkMode: options.linkMode, logger });
     } catch (err) {
-      // Eleventy prints the error and exits non-zero; the message is already redacted.
-      throw new RegistrishError(`${PREFIX} build failed: ${formatError(err)}`);
+      fail(err);
+    } finally {
+      await closeQuietly(build);
     }
-    lastBuilt = { key, outputDir, paths: summary.paths };
-    for (const f of summary.filtered) logger.summary(`${f.image}: platform filter published index ${f.to} (upstream ${f.from})`);
-    logger.summary(summary.line);
+    last = { key: build.key, outputDir: build.outputDir, paths: summary!.paths, data: await build.data };
+    for (const f of summary!.filtered) logger.summary(`${f.image}: platform filter published index ${f.to} (upstream ${f.from})`);
+    logger.summary(summary!.line);
   });
+}
+
+/** Lets the downloads settle and closes the connection pool, whatever happened. */
+async function closeQuietly(build: Current | undefined): Promise<void> {
+  if (build?.kind !== 'fresh') return;
+  const resolved = await build.resolved.catch(() => undefined);
+  if (!resolved) return;
+  await resolved.downloads().catch(() => {});
+  await resolved.close();
+}
+
+/** With the pages at `/`, a repository named `v2/…` would put its page inside the registry. */
+function assertPagesOutsideRegistry(data: RegistryData, pagesPath: string): void {
+  const clash = data.repositories.find((r) => `${pagesPath}${r.name}/`.startsWith('/v2/'));
+  if (clash) {
+    throw new RegistrishError(`the page of repository "${clash.name}" would be ${pagesPath}${clash.name}/, inside the registry's /v2/`, {
+      hint: 'Move the pages (the "pages": { "path": "/images/" } option) or rename the repository in images.json.',
+    });
+  }
 }
 
 async function fileKey(file: string): Promise<string> {

@@ -2,7 +2,6 @@ import type { ContentStore } from '../store/store.ts';
 import { withContext } from './context.ts';
 import type { BlobNeed } from './plan.ts';
 
-
 // Blob downloads, started as soon as the plan names a blob (so the first layers stream while later
 // images are still being resolved), each digest once, largest first, a bounded number at a time.
 
@@ -23,6 +22,8 @@ export class BlobFetcher {
   readonly stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0, fetched: new Set() };
   private readonly tasks: Promise<void>[] = [];
   private readonly queue: BlobNeed[] = [];
+  /** Every download started, by digest (it settles when the blob is in the store or has failed). */
+  private readonly started = new Map<string, Promise<void>>();
   private running = 0;
   private failed?: { error: unknown };
 
@@ -45,20 +46,39 @@ export class BlobFetcher {
     return this.stats;
   }
 
-  private pump(): void {
-    while (!this.failed && this.running < (this.options.concurrency ?? 4) && this.queue.length) {
-      const need = this.queue.shift()!;
-      this.running++;
-      const task = this.fetch(need)
-        .catch((error: unknown) => {
-          this.failed ??= { error };
-        })
-        .finally(() => {
-          this.running--;
-          this.pump();
-        });
-      this.tasks.push(task);
+  /**
+   * These blobs first, whatever their size (the site's pages need image configs before the layers
+   * are in): started now if still queued. Resolves when they are in the store; rejects if one failed.
+   */
+  async now(digests: Iterable<string>): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const digest of new Set(digests)) {
+      const i = this.queue.findIndex((n) => n.digest === digest);
+      if (i >= 0 && !this.failed) this.start(this.queue.splice(i, 1)[0]!);
+      const started = this.started.get(digest);
+      if (started) waits.push(started);
     }
+    await Promise.all(waits);
+    if (this.failed) throw this.failed.error;
+  }
+
+  private pump(): void {
+    while (!this.failed && this.running < (this.options.concurrency ?? 4) && this.queue.length) this.start(this.queue.shift()!);
+  }
+
+  private start(need: BlobNeed): void {
+    this.running++;
+    const download = this.fetch(need);
+    this.started.set(need.digest, download);
+    const task = download
+      .catch((error: unknown) => {
+        this.failed ??= { error };
+      })
+      .finally(() => {
+        this.running--;
+        this.pump();
+      });
+    this.tasks.push(task);
   }
 
   private async fetch(need: BlobNeed): Promise<void> {

@@ -68,6 +68,26 @@ const HOST_OWNED_HEADERS = new Set(
   ],
 );
 
+/** Types of a site's own files by extension (what a static host sends for them). */
+const SITE_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+  '.xml': 'application/xml',
+  '.woff2': 'font/woff2',
+  '.pdf': 'application/pdf',
+};
+
 /** Files Netlify reads as configuration and never serves. */
 const CONFIG_FILES = new Set(['_headers', '_redirects']);
 
@@ -255,9 +275,10 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
         for (const [name, value] of matchHeaders(rules, urlPath)) {
           if (!HOST_OWNED_HEADERS.has(name.toLowerCase())) headers[name] = value;
         }
-        // No rule → a visibly wrong type; guessing `application/json` would hide a missing rule.
+        // No rule: the site's own pages get their type from the extension, as Netlify does; a
+        // registry path gets a visibly wrong type (guessing `application/json` would hide a missing rule).
         if (!Object.keys(headers).some((n) => n.toLowerCase() === 'content-type')) {
-          headers['Content-Type'] = 'application/octet-stream';
+          headers['Content-Type'] = (!urlPath.startsWith('/v2/') && SITE_TYPES[path.extname(file).toLowerCase()]) || 'application/octet-stream';
         }
         headers['Accept-Ranges'] = 'bytes';
 
