@@ -1,4 +1,4 @@
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, removeDir, run } from './harness/procs.ts';
@@ -17,8 +17,15 @@ let tarball: string;
 
 beforeAll(async () => {
   tmp = makeTempDir('rsh-pack-');
-  // `npm pack` runs `prepare` (a clean tsc build into dist/) and writes the tarball.
-  const packed = await run('npm', ['pack', '--silent', '--pack-destination', tmp], { cwd: REPO, timeoutMs: 180_000 });
+  // `npm pack` runs `prepare` (a clean tsc build into dist/) and writes the tarball. It runs in a
+  // copy of the package, so that rebuilding dist/ cannot pull it from under tests running beside this one.
+  const pkg = path.join(tmp, 'pkg');
+  await mkdir(pkg);
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'images.schema.json', 'README.md', 'src', 'bin', 'scripts']) {
+    await cp(path.join(REPO, f), path.join(pkg, f), { recursive: true });
+  }
+  await symlink(path.join(REPO, 'node_modules'), path.join(pkg, 'node_modules'));
+  const packed = await run('npm', ['pack', '--silent', '--pack-destination', tmp], { cwd: pkg, timeoutMs: 180_000 });
   tarball = path.join(tmp, packed.stdout.trim().split('\n').at(-1)!);
   site = path.join(tmp, 'site');
   await mkdir(path.join(site, 'src'), { recursive: true });
