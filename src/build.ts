@@ -11,6 +11,7 @@ import { layoutRegistry, type RegistryLayout } from './publish/paths.ts';
 import { writeRegistryTree } from './publish/tree.ts';
 import { BlobFetcher, type FetchStats } from './resolve/fetcher.ts';
 import { planImages, type ImageReport, type Plan } from './resolve/plan.ts';
+import { expandSelections, saveSelections, type SelectionReport } from './resolve/selections.ts';
 import { openSource } from './sources/kinds.ts';
 import type { SourceContext } from './sources/source.ts';
 import { ContentStore, type LinkMode } from './store/store.ts';
@@ -63,6 +64,8 @@ export interface BuildSummary {
   /** Blob bytes the output references (before hardlinks). */
   bytesPublished: number;
   filtered: Array<{ image: string; from: string; to: string }>;
+  /** Entries with tag rules: tags listed, kept, new and gone since the last build. */
+  selections: SelectionReport[];
   ms: number;
   line: string;
   /** Every URL published, for host writers run again without a build (watch mode). */
@@ -73,6 +76,8 @@ export interface BuildSummary {
 export interface ResolvedRegistry {
   config: RegistrishConfig;
   plan: Plan;
+  /** Entries with tag rules: what was listed and kept. */
+  selections: SelectionReport[];
   layout: RegistryLayout;
   store: ContentStore;
   /** Waits for every blob to be in the store (rejects with the first failure) and reports. */
@@ -130,8 +135,17 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
   };
 
   let plan: Plan;
+  let selections: SelectionReport[] = [];
   try {
-    plan = await planImages(config.images, {
+    // Entries with tag rules: their tags are listed and chosen now, then planned like the others.
+    const selected = await expandSelections(config.selections, {
+      sourceFor: (spec) => openSource(spec.source, sources),
+      cacheDir: store.dir,
+      concurrency: options.imageConcurrency,
+    });
+    selections = selected.reports;
+    const specs = [...config.images, ...selected.specs].sort((a, b) => a.index - b.index);
+    plan = await planImages(specs, {
       store,
       sourceFor: (spec) => openSource(spec.source, sources),
       concurrency: options.imageConcurrency,
@@ -147,6 +161,7 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
   return {
     config,
     plan,
+    selections,
     layout: layoutRegistry(plan),
     store,
     downloads: () => (downloads ??= fetcher.finish()),
@@ -175,6 +190,8 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
   const rendered = await renderHosts(hosts, options.outputDir, paths);
   for (const warning of rendered.warnings) logger.warn(warning);
   await writeRegistryTree(layout, resolved.store, options.outputDir, { linkMode: options.linkMode, hostFiles: rendered.files });
+  // Only a build that published is the "last build" the next one compares its tag choices with.
+  await saveSelections(resolved.store.dir, resolved.selections);
   return summarize(resolved, stats);
 }
 
@@ -195,7 +212,7 @@ function summarize(resolved: ResolvedRegistry, stats: FetchStats): BuildSummary 
   const repos = [...plan.repos.values()];
   const summary: BuildSummary = {
     // An entry with several tags and no tag in its source is planned as one image per tag.
-    images: new Set(config.images.map((i) => i.index)).size,
+    images: new Set([...config.images, ...config.selections].map((i) => i.index)).size,
     tags: repos.reduce((n, r) => n + r.tags.size, 0),
     repositories: repos.length,
     manifests: new Set(repos.flatMap((r) => [...r.manifests.keys()])).size,
@@ -206,6 +223,7 @@ function summarize(resolved: ResolvedRegistry, stats: FetchStats): BuildSummary 
     bytesReused: stats.bytesReused,
     bytesPublished: layout.paths.filter((p) => p.kind === 'blob').reduce((n, p) => n + p.size, 0),
     filtered: plan.images.filter((r) => r.filteredFrom).map((r) => ({ image: r.spec.name, from: r.filteredFrom!, to: r.digest })),
+    selections: resolved.selections,
     ms: performance.now() - resolved.started,
     line: '',
     paths: layout.paths,

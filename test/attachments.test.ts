@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry, type BuildSummary } from '../src/build.ts';
+import type { BuildSummary } from '../src/build.ts';
+import { testBuild } from './harness/build.ts';
 import { runCheck } from '../src/check/run.ts';
 import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
 import { digestTag, keyPair, pushManifest, sbomReferrer, seedSignedApp, SIGSTORE_BUNDLE, SPDX, type KeyPair, type SignedApp } from './harness/attachments.ts';
@@ -34,19 +35,9 @@ let serve: PreviewServer;
 async function build(images: unknown, opts: { out?: string; cache?: string } = {}): Promise<BuildSummary> {
   const file = path.join(dir, 'images.json');
   await writeFile(file, JSON.stringify(images));
-  warnings = [];
-  return buildRegistry({
-    images: file,
-    outputDir: opts.out ?? out,
-    cacheDir: opts.cache ?? cache,
-    hosts: ['netlify'],
-    imageConcurrency: 4,
-    blobConcurrency: 4,
-    linkMode: 'hardlink',
-    logger: { info: () => {}, warn: (m) => warnings.push(m) },
-    env: { DOCKER_CONFIG: path.join(dir, 'no-docker') },
-    http: { maxRetries: 1, retryBaseMs: 10 },
-  });
+  const built = await testBuild(file, opts.out ?? out, opts.cache ?? cache);
+  warnings = built.warnings;
+  return built.summary;
 }
 
 const json = async (file: string) => JSON.parse(await readFile(path.join(out, file), 'utf8'));

@@ -501,7 +501,7 @@ describe('images.schema.json', () => {
     const defs = schema.definitions;
     expect(defs.tag.pattern).toBe(`^${TAG_PATTERN}$`);
     expect(defs.name.pattern).toBe(`^(?!(?:.*/)?(?:${RESERVED_NAME_COMPONENTS.join('|')})(?:/|$))${REPOSITORY_NAME_PATTERN}$`);
-    expect(defs.source.pattern).toBe(`^(?:oci:.+|${REFERENCE_PATTERN})$`);
+    expect(defs.source.pattern).toBe(`^(?:oci:.+|docker-archive:.+|oci-archive:.+|${REFERENCE_PATTERN})$`);
     expect(defs.image.properties.platforms.items.pattern).toBe(`^${PLATFORM_PATTERN}$`);
     expect(schema.properties.insecureRegistries.items.pattern).toBe(`^${DOMAIN_PATTERN}$`);
   });
@@ -536,6 +536,7 @@ describe('images.schema.json', () => {
     { images: ['oci:/abs/dir', `oci:x@${D}`], insecureRegistries: [] },
     { images: [{ source: 'a', name: 'a.b/c_d/e__f/g--h' }] },
     { images: [{ source: 'a', attachments: false }, 'b'], attachments: true },
+    { images: [{ source: 'docker.io/library/nginx', tags: { allow: ['1\\.2[67]\\..*'], deny: ['.*-alpine.*'], semver: '>=1.26 <2', newest: 3 } }] },
   ];
   test.each(valid.map((v) => [JSON.stringify(v).slice(0, 100), v]))('accepted by both: %s', (_label, config) => {
     expect(() => parse(config)).not.toThrow();
@@ -590,6 +591,11 @@ describe('images.schema.json', () => {
     { images: [{ source: 'a', verify: {} }] },
     { images: [{ source: 'a', verify: { key: [] } }] },
     { images: [{ source: 'a', verify: true }] },
+    { images: [{ source: 'a', tags: {} }] },
+    { images: [{ source: 'a', tags: { newest: 0 } }] },
+    { images: [{ source: 'a', tags: { semver: 3 } }] },
+    { images: [{ source: 'a', tags: { allow: [] } }] },
+    { images: [{ source: 'a', tags: { latest: 3 } }] },
     { images: ['Alpine'] },
     { images: ['a//b'] },
     { images: ['/abs'] },
@@ -674,5 +680,81 @@ describe('attachments and verify', () => {
     ]);
     expect(problemsAt({ images: ['a'], verify: false })).toEqual(['images.json: verify: expected an object like {"key": "cosign.pub"}, got a boolean (false)']);
     expect(problemsAt({ images: [{ source: 'a', name: 'x/referrers' }] })[0]).toContain('its component "referrers" would collide');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Image archives: docker-archive:FILE[:NAME:TAG|:@INDEX] and oci-archive:FILE[:NAME], as skopeo names them.
+
+describe('archive sources', () => {
+  const schema = JSON.parse(readFileSync(path.join(import.meta.dirname, '..', 'images.schema.json'), 'utf8'));
+  const validate = new Ajv({ allErrors: true }).compile(schema);
+  const source = (s: string) => parse({ images: [s] }).images[0]!;
+
+  test('docker-archive: the path ends at the first ":", then a name:tag (normalized as docker reads it) or an index', () => {
+    expect(source('docker-archive:images/app.tar')).toEqual({
+      index: 0,
+      name: 'app',
+      tags: ['latest'],
+      source: { kind: 'docker-archive', file: path.join(DIR, 'images/app.tar'), tag: 'latest', original: 'docker-archive:images/app.tar' },
+    });
+    expect(source('docker-archive:/abs/all.tar.gz:registry.example.com/team/app:1.4')).toEqual({
+      index: 0,
+      name: 'team/app',
+      tags: ['1.4'],
+      source: {
+        kind: 'docker-archive',
+        file: '/abs/all.tar.gz',
+        image: 'registry.example.com/team/app:1.4',
+        tag: '1.4',
+        original: 'docker-archive:/abs/all.tar.gz:registry.example.com/team/app:1.4',
+      },
+    });
+    expect(source('docker-archive:x.tar:alpine').source).toMatchObject({ image: 'docker.io/library/alpine:latest', tag: 'latest' });
+    expect(source('docker-archive:x.tar:alpine').name).toBe('alpine');
+    expect(source('docker-archive:all.tgz:@2')).toMatchObject({ name: 'all', tags: ['latest'], source: { index: 2 } });
+    // An archive without a reference publishes its one image under every tag listed.
+    expect(parse({ images: [{ source: 'docker-archive:x.tar', tags: ['1', '2'] }] }).images.map((i) => [i.tags, i.source.tag])).toEqual([
+      [['1'], '1'],
+      [['2'], '2'],
+    ]);
+    expect(describeSource(source('docker-archive:x.tar:@2').source)).toBe('docker-archive:x.tar:@2');
+  });
+
+  test('oci-archive: NAME is the ref.name annotation, a tag (skopeo) or a whole image name (podman)', () => {
+    expect(source('oci-archive:x.tar').source).toEqual({ kind: 'oci-archive', file: path.join(DIR, 'x.tar'), tag: 'latest', original: 'oci-archive:x.tar' });
+    expect(source('oci-archive:x.tar:1.0')).toMatchObject({ name: 'x', tags: ['1.0'], source: { refName: '1.0', tag: '1.0' } });
+    expect(source('oci-archive:x.tar:localhost/app:2')).toMatchObject({ name: 'app', tags: ['2'], source: { refName: 'localhost/app:2', tag: '2' } });
+    expect(describeSource(source('oci-archive:x.tar:localhost/app:2').source)).toBe('oci-archive:x.tar:localhost/app:2');
+  });
+
+  test('mistakes name the entry and say what to write', () => {
+    const docker = '(write docker-archive:PATH, docker-archive:PATH:NAME:TAG or docker-archive:PATH:@INDEX)';
+    expect(problems({ images: ['docker-archive:', `docker-archive:x.tar:a@${D}`, 'docker-archive:x.tar:Bad Name', 'docker-archive:x.tar:@x'] })).toEqual([
+      `images.json: images[0]: "docker-archive:" is not a valid docker-archive reference: the archive path is empty ${docker}`,
+      `images.json: images[1]: "docker-archive:x.tar:a@${D}" is not a valid docker-archive reference: an image in an archive is named by NAME:TAG, not by digest ${docker}`,
+      `images.json: images[2]: "docker-archive:x.tar:Bad Name" is not a valid docker-archive reference: "Bad Name" is not a valid image reference: it contains whitespace (U+0020) ${docker}`,
+      `images.json: images[3]: "docker-archive:x.tar:@x" is not a valid docker-archive reference: "@x" is not an image index (@0, @1, …) ${docker}`,
+    ]);
+    expect(problems({ images: ['oci-archive::1.0', 'oci-archive:x.tar:bad name!'] })).toEqual([
+      'images.json: images[0]: "oci-archive::1.0" is not a valid oci-archive reference: the archive path is empty (write oci-archive:PATH or oci-archive:PATH:NAME)',
+      'images.json: images[1]: "oci-archive:x.tar:bad name!" is not a valid oci-archive reference: "bad name!" is not a valid image name (write oci-archive:PATH or oci-archive:PATH:NAME)',
+    ]);
+    expect(problems({ images: ['docker-archive:exports/My App.tar'] })[0]).toMatch(
+      /^images\.json: images\[0\]: cannot use the archive's file name "My App" as the repository name: it contains whitespace .* — add "name", e.g. "name": "my-app"$/,
+    );
+  });
+
+  test.each([['docker-archive:x.tar'], ['docker-archive:/abs/x.tar.gz:ghcr.io/o/app:1'], ['docker-archive:x.tar:@0'], ['oci-archive:x.tar'], ['oci-archive:x.tar:localhost/app:2']])(
+    'the schema accepts what the parser accepts: %s',
+    (s) => {
+      expect(() => parse({ images: [s] })).not.toThrow();
+      expect(validate({ images: [s, { source: s, name: 'n' }] }), JSON.stringify(validate.errors)).toBe(true);
+    },
+  );
+
+  test.each([['docker-archive:'], ['oci-archive:']])('both refuse %s', (s) => {
+    expect(() => parse({ images: [s] })).toThrow();
+    expect(validate({ images: [s] })).toBe(false);
   });
 });

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { loadCredentials, normalizeRegistry } from '../src/sources/registry/credentials.ts';
+import { parseHelperOutput } from '../src/sources/registry/credential-helper.ts';
+import { helperServerAddress, loadCredentials, normalizeRegistry } from '../src/sources/registry/credentials.ts';
 import { RegistrishError } from '../src/util/errors.ts';
 import { clearSecrets, redact } from '../src/util/redact.ts';
 
@@ -49,7 +50,7 @@ describe('normalizeRegistry', () => {
 });
 
 describe('Docker config', () => {
-  test('reads auth, username/password and identitytoken entries, with URL keys and Hub aliases', () => {
+  test('reads auth, username/password and identitytoken entries, with URL keys and Hub aliases', async () => {
     const cfg = writeConfig({
       auths: {
         'https://index.docker.io/v1/': { auth: b64('hubuser:hubpass123') },
@@ -60,29 +61,29 @@ describe('Docker config', () => {
     });
     const store = loadCredentials({ env: { DOCKER_CONFIG: cfg }, homeDir: dir });
     for (const alias of ['docker.io', 'index.docker.io', 'registry-1.docker.io', 'https://index.docker.io/v1/']) {
-      expect(store.get(alias)).toEqual({ username: 'hubuser', password: 'hubpass123' });
+      expect(await store.get(alias)).toEqual({ username: 'hubuser', password: 'hubpass123' });
     }
-    expect(store.get('ghcr.io')).toEqual({ username: 'octo', password: 'ghp_token123' });
-    expect(store.get('registry.example.com:5000')).toEqual({ identityToken: 'refresh-abc-123' });
-    expect(store.get('quay.io')).toBeUndefined();
-    expect(store.get('unknown.example')).toBeUndefined();
+    expect(await store.get('ghcr.io')).toEqual({ username: 'octo', password: 'ghp_token123' });
+    expect(await store.get('registry.example.com:5000')).toEqual({ identityToken: 'refresh-abc-123' });
+    expect(await store.get('quay.io')).toBeUndefined();
+    expect(await store.get('unknown.example')).toBeUndefined();
   });
 
-  test('falls back to ~/.docker/config.json without DOCKER_CONFIG', () => {
+  test('falls back to ~/.docker/config.json without DOCKER_CONFIG', async () => {
     writeConfig({ auths: { 'ghcr.io': { auth: b64('me:homepass1') } } }, '.docker');
     const store = loadCredentials({ env: {}, homeDir: dir });
-    expect(store.get('ghcr.io')).toEqual({ username: 'me', password: 'homepass1' });
+    expect(await store.get('ghcr.io')).toEqual({ username: 'me', password: 'homepass1' });
   });
 
-  test('a password may contain colons', () => {
+  test('a password may contain colons', async () => {
     const cfg = writeConfig({ auths: { 'ghcr.io': { auth: b64('me:pa:ss:word') } } });
-    expect(loadCredentials({ env: { DOCKER_CONFIG: cfg }, homeDir: dir }).get('ghcr.io')).toEqual({ username: 'me', password: 'pa:ss:word' });
+    expect(await loadCredentials({ env: { DOCKER_CONFIG: cfg }, homeDir: dir }).get('ghcr.io')).toEqual({ username: 'me', password: 'pa:ss:word' });
   });
 
-  test('no config anywhere is fine', () => {
+  test('no config anywhere is fine', async () => {
     const store = loadCredentials({ env: { DOCKER_CONFIG: path.join(dir, 'missing') }, homeDir: dir });
-    expect(store.get('docker.io')).toBeUndefined();
-    expect(store.unsupportedHelperFor('docker.io')).toBeUndefined();
+    expect(await store.get('docker.io')).toBeUndefined();
+    expect(store.helperProblem('docker.io')).toBeUndefined();
   });
 
   test('registers every secret for redaction', () => {
@@ -118,22 +119,16 @@ describe('Docker config', () => {
     expect(err.message).not.toContain(b64('no-colon-secret'));
   });
 
-  test('credential helpers are reported as unsupported for registries we have nothing for', () => {
-    const cfg = writeConfig({
-      auths: { 'docker.io': {}, 'ghcr.io': { auth: b64('me:inline-pass') } },
-      credsStore: 'desktop',
-      credHelpers: { 'gcr.io': 'gcloud', 'https://index.docker.io/v1/': 'osxkeychain' },
-    });
-    const store = loadCredentials({ env: { DOCKER_CONFIG: cfg }, homeDir: dir });
-    expect(store.unsupportedHelperFor('gcr.io')).toBe('gcloud');
-    expect(store.unsupportedHelperFor('index.docker.io')).toBe('osxkeychain');
-    expect(store.unsupportedHelperFor('quay.io')).toBe('desktop');
-    expect(store.unsupportedHelperFor('ghcr.io')).toBeUndefined(); // we have an inline credential
+  test('server addresses as docker gives them to helpers: Docker Hub by its v1 URL, others by host[:port]', () => {
+    expect(helperServerAddress('docker.io')).toBe('https://index.docker.io/v1/');
+    expect(helperServerAddress('registry-1.docker.io')).toBe('https://index.docker.io/v1/');
+    expect(helperServerAddress('GHCR.io')).toBe('ghcr.io');
+    expect(helperServerAddress('127.0.0.1:5000')).toBe('127.0.0.1:5000');
   });
 });
 
 describe('REGISTRISH_AUTH', () => {
-  test('adds registries and overrides the Docker config', () => {
+  test('adds registries and overrides the Docker config', async () => {
     const cfg = writeConfig({ auths: { 'ghcr.io': { auth: b64('old:oldpass1') }, 'quay.io': { auth: b64('q:quaypass1') } } });
     const store = loadCredentials({
       env: {
@@ -142,27 +137,28 @@ describe('REGISTRISH_AUTH', () => {
       },
       homeDir: dir,
     });
-    expect(store.get('ghcr.io')).toEqual({ username: 'new', password: 'newtoken1' });
-    expect(store.get('quay.io')).toEqual({ username: 'q', password: 'quaypass1' });
-    expect(store.get('registry-1.docker.io')).toEqual({ username: 'hub', password: 'hubpat123' });
-    expect(store.get('127.0.0.1:5000')).toEqual({ username: 'local', password: 'localpw1' });
+    expect(await store.get('ghcr.io')).toEqual({ username: 'new', password: 'newtoken1' });
+    expect(await store.get('quay.io')).toEqual({ username: 'q', password: 'quaypass1' });
+    expect(await store.get('registry-1.docker.io')).toEqual({ username: 'hub', password: 'hubpat123' });
+    expect(await store.get('127.0.0.1:5000')).toEqual({ username: 'local', password: 'localpw1' });
     expect(redact('newtoken1 hubpat123')).toBe('*** ***');
   });
 
-  test('a credential from REGISTRISH_AUTH silences the helper warning', () => {
-    const cfg = writeConfig({ credsStore: 'desktop' });
-    const store = loadCredentials({ env: { DOCKER_CONFIG: cfg, REGISTRISH_AUTH: '{"ghcr.io":"u:tok12345"}' }, homeDir: dir });
-    expect(store.unsupportedHelperFor('ghcr.io')).toBeUndefined();
-    expect(store.unsupportedHelperFor('docker.io')).toBe('desktop');
+  test('a credential from REGISTRISH_AUTH wins over a credential helper, which is then not run', async () => {
+    const cfg = writeConfig({ credsStore: 'registrish-absent-helper' });
+    const warnings: string[] = [];
+    const store = loadCredentials({ env: { DOCKER_CONFIG: cfg, REGISTRISH_AUTH: '{"ghcr.io":"u:tok12345"}', PATH: dir }, homeDir: dir, warn: (m) => warnings.push(m) });
+    expect(await store.get('ghcr.io')).toEqual({ username: 'u', password: 'tok12345' });
+    expect(warnings).toEqual([]);
   });
 
-  test('accepts docker-login-shaped entries', () => {
+  test('accepts docker-login-shaped entries', async () => {
     const store = loadCredentials({ env: { REGISTRISH_AUTH: JSON.stringify({ 'ghcr.io': { username: 'u', password: 'pw123456' } }) }, homeDir: dir });
-    expect(store.get('ghcr.io')).toEqual({ username: 'u', password: 'pw123456' });
+    expect(await store.get('ghcr.io')).toEqual({ username: 'u', password: 'pw123456' });
   });
 
-  test('an empty variable is ignored', () => {
-    expect(loadCredentials({ env: { REGISTRISH_AUTH: '  ' }, homeDir: dir }).get('ghcr.io')).toBeUndefined();
+  test('an empty variable is ignored', async () => {
+    expect(await loadCredentials({ env: { REGISTRISH_AUTH: '  ' }, homeDir: dir }).get('ghcr.io')).toBeUndefined();
   });
 
   test.each([
@@ -177,5 +173,31 @@ describe('REGISTRISH_AUTH', () => {
     expect(err.message).toContain(problem);
     expect(err.message).not.toContain('sup3rsecret');
     expect((err as RegistrishError).hint ?? '').not.toContain('sup3rsecret');
+  });
+});
+
+describe('credential helper answers (the protocol; helpers run in test/credential-helpers.test.ts)', () => {
+  test('user and Secret; the Secret is registered for redaction at once', () => {
+    expect(parseHelperOutput('{"ServerURL":"ghcr.io","Username":"octo","Secret":"helper-Secret-5150"}')).toEqual({ kind: 'found', username: 'octo', secret: 'helper-Secret-5150' });
+    expect(redact('x helper-Secret-5150 y')).toBe('x *** y');
+  });
+
+  test('the <token> user name is kept: the store reads the Secret as an identity token', () => {
+    expect(parseHelperOutput('{"ServerURL":"r.example","Username":"<token>","Secret":"refresh-Tok-8086"}')).toEqual({ kind: 'found', username: '<token>', secret: 'refresh-Tok-8086' });
+    expect(redact('refresh-Tok-8086')).toBe('***');
+  });
+
+  test.each([
+    ['not JSON', 'Secret=garbage-Secret-1 oops', 'not JSON'],
+    ['an array', '["garbage-Secret-2"]', 'not a JSON object'],
+    ['no Secret', '{"Username":"u"}', 'no Secret'],
+    ['an empty Secret', '{"Username":"u","Secret":""}', 'no Secret'],
+    ['a Username that is not a string', '{"Username":7,"Secret":"garbage-Secret-3"}', 'Username that is not a string'],
+  ])('%s → a failure whose reason quotes nothing', (_name, text, reason) => {
+    const answer = parseHelperOutput(text);
+    expect(answer.kind).toBe('failed');
+    const said = answer.kind === 'failed' ? answer.reason : '';
+    expect(said).toContain(reason);
+    expect(said).not.toMatch(/garbage-Secret/);
   });
 });

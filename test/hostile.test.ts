@@ -8,7 +8,7 @@ import { MAX_INDEX_ENTRIES } from '../src/resolve/plan.ts';
 import { diffSnapshots, integrityProblems, snapshotTree, startFaultProxy, type FaultProxy } from './harness/fault-proxy.ts';
 import { MT, seedUpstream, type Fixtures } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
-import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
+import { startRegistry, type UpstreamRegistry, startAuthUpstreams, type AuthUpstreams } from './harness/upstream.ts';
 import { formatError } from '../src/util/errors.ts';
 
 // Hostile content and input, through real builds. Digests in manifests (served by a real
@@ -303,19 +303,13 @@ describe('credentials never leak', () => {
   let basic: UpstreamRegistry;
   let token: UpstreamRegistry;
   let tokProxy: FaultProxy;
+  let auth: AuthUpstreams;
 
   beforeAll(async () => {
-    [basic, token] = await Promise.all([
-      startRegistry({ storageDir: storage, auth: { kind: 'htpasswd', ...BASIC } }),
-      startRegistry({ storageDir: storage, auth: { kind: 'token', ...TOKEN } }),
-    ]);
-    tokProxy = await startFaultProxy({ target: token.url, realm: token.realm });
+    auth = await startAuthUpstreams(storage, BASIC, TOKEN);
+    ({ basic, token, tokProxy } = auth);
   });
-  afterAll(async () => {
-    await tokProxy?.close();
-    await basic?.stop();
-    await token?.stop();
-  });
+  afterAll(() => auth?.stop());
 
   it('in logs, errors, output and cache: htpasswd and token upstreams, good and bad passwords, faults', async () => {
     const texts: string[] = [];

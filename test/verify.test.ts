@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry } from '../src/build.ts';
 import type { ImageSpec } from '../src/config/types.ts';
 import { verifyImage } from '../src/resolve/verify.ts';
 import { formatError } from '../src/util/errors.ts';
@@ -17,6 +16,7 @@ import {
   type KeyPair,
   type SignatureLayer,
 } from './harness/attachments.ts';
+import { testBuild } from './harness/build.ts';
 import { snapshotTree } from './harness/fs-walk.ts';
 import { buildManifest, makeLayer, pushImage, sha256, type BuiltImage } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
@@ -158,19 +158,7 @@ afterAll(async () => {
 async function build(entries: unknown[], out = path.join(dir, '_site')) {
   const file = path.join(dir, 'images.json');
   await writeFile(file, JSON.stringify({ images: entries }));
-  const info: string[] = [];
-  const summary = await buildRegistry({
-    images: file,
-    outputDir: out,
-    cacheDir: path.join(dir, 'cache'),
-    hosts: ['netlify'],
-    imageConcurrency: 4,
-    blobConcurrency: 4,
-    linkMode: 'hardlink',
-    logger: { info: (m) => info.push(m), warn: () => {} },
-    env: { DOCKER_CONFIG: path.join(dir, 'no-docker') },
-  });
-  return { summary, info };
+  return testBuild(file, out, path.join(dir, 'cache'));
 }
 
 const entry = (name: string, key: string) => ({ source: `${up.host}/${name}:1.0`, verify: { key: `${key}.pub` } });
@@ -215,17 +203,7 @@ describe('the verify gate against a real upstream', () => {
   it('"verify": false on an entry turns a top-level gate off for it', async () => {
     const file = path.join(dir, 'images.json');
     await writeFile(file, JSON.stringify({ verify: { key: 'ec.pub' }, images: [`${up.host}/v/signed:1.0`, { source: `${up.host}/v/unsigned:1.0`, verify: false }] }));
-    const s = await buildRegistry({
-      images: file,
-      outputDir: path.join(dir, 'global'),
-      cacheDir: path.join(dir, 'cache'),
-      hosts: ['netlify'],
-      imageConcurrency: 2,
-      blobConcurrency: 2,
-      linkMode: 'hardlink',
-      logger: { info: () => {}, warn: () => {} },
-      env: { DOCKER_CONFIG: path.join(dir, 'no-docker') },
-    });
-    expect(s.repositories).toBe(2);
+    const { summary } = await testBuild(file, path.join(dir, 'global'), path.join(dir, 'cache'));
+    expect(summary.repositories).toBe(2);
   });
 });

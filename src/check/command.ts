@@ -52,12 +52,14 @@ export async function checkCommand(argv: string[], io: CliIO): Promise<number> {
   if (values.images !== undefined) {
     const config = await loadConfig(values.images);
     // Several entries may publish to one name (mirrored tags): merge their tags.
-    const byName = new Map<string, { tags: string[]; attachments: boolean }>();
+    // Tags chosen by rules are only known to the build: read those from the registry's tags/list.
+    const byName = new Map<string, { tags?: string[]; attachments: boolean }>();
     for (const spec of config.images) {
       const seen = byName.get(spec.name) ?? { tags: [], attachments: false };
-      byName.set(spec.name, { tags: [...seen.tags, ...spec.tags], attachments: seen.attachments || spec.attachments === true });
+      byName.set(spec.name, { tags: seen.tags && [...seen.tags, ...spec.tags], attachments: seen.attachments || spec.attachments === true });
     }
-    images = [...byName].map(([name, r]) => ({ name, tags: [...new Set(r.tags)], attachments: r.attachments }));
+    for (const sel of config.selections) byName.set(sel.name, { attachments: (byName.get(sel.name)?.attachments ?? false) || sel.attachments === true });
+    images = [...byName].map(([name, r]) => ({ name, ...(r.tags ? { tags: [...new Set(r.tags)] } : {}), attachments: r.attachments }));
   }
 
   const report = await runCheck({ url, images, quick: values.quick ?? false, concurrency, host });

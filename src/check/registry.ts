@@ -40,20 +40,21 @@ export async function discover(ctx: CheckContext): Promise<Discovered> {
   const repos = doc && Array.isArray(doc.repositories) ? doc.repositories.filter(isValidRepositoryName) : undefined;
   if (doc && !repos) fail(row, 'catalog', 'no "repositories" list in the answer');
   if (repos && repos.length === 0) fail(row, 'catalog', 'the catalog lists no repositories');
-  const found = await Promise.all(
-    (repos ?? []).map(async (name) => {
-      const listRow = newRow(name, `GET /v2/${name}/tags/list`);
-      const list = await getJson(ctx, listRow, `/v2/${name}/tags/list`, 'tags-list');
-      const tags = list && Array.isArray(list.tags) ? list.tags.filter(isValidTag) : [];
-      if (list && tags.length === 0) fail(listRow, 'tags-list', 'no tags listed');
-      return { name, tags, listRow };
-    }),
-  );
+  const found = await Promise.all((repos ?? []).map(async (name) => ({ name, ...(await listedTags(ctx, name)) })));
   return {
     row,
     targets: found.map(({ name, tags }) => ({ name, tags })),
     tagListRows: new Map(found.map((f) => [f.name, f.listRow])),
   };
+}
+
+/** The tags a repository's tags/list names, and its row (failed when there are none). */
+export async function listedTags(ctx: CheckContext, name: string): Promise<{ tags: string[]; listRow: CheckRow }> {
+  const listRow = newRow(name, `GET /v2/${name}/tags/list`);
+  const list = await getJson(ctx, listRow, `/v2/${name}/tags/list`, 'tags-list');
+  const tags = list && Array.isArray(list.tags) ? list.tags.filter(isValidTag) : [];
+  if (list && tags.length === 0) fail(listRow, 'tags-list', 'no tags listed');
+  return { tags, listRow };
 }
 
 /** tags/list must list every tag we were told is published. */

@@ -6,7 +6,7 @@ import { checkManifestRef, type CheckedDescriptor } from './manifests.ts';
 import { checkReferrers } from './referrers.ts';
 import type { CheckRow } from './problems.ts';
 import { openProbe, type CheckContext } from './probe.ts';
-import { checkBase, checkMissingPaths, checkTagsList, discover } from './registry.ts';
+import { checkBase, checkMissingPaths, checkTagsList, discover, listedTags } from './registry.ts';
 import { registryOrigin } from './origin.ts';
 import { summarize, type CheckReport } from './report.ts';
 
@@ -20,7 +20,13 @@ export interface CheckOptions {
   /** Registry origin, e.g. `https://registry.example.com` (a trailing `/v2/` is allowed). */
   url: string;
   /** Names and tags to check (from images.json); discovered through `/v2/_catalog` when absent. */
-  images?: Array<{ name: string; tags: string[]; /** images.json mirrors attachments: every manifest must have a referrers answer. */ attachments?: boolean }>;
+  images?: Array<{
+    name: string;
+    /** Undefined: the tags are chosen by rules at build time; read them from the registry's tags/list. */
+    tags?: string[];
+    /** images.json mirrors attachments: every manifest must have a referrers answer. */
+    attachments?: boolean;
+  }>;
   /** HEAD every blob but GET (download and hash) only a sample. */
   quick?: boolean;
   /** Requests in flight at once. Default 8. */
@@ -53,7 +59,17 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
     // tags/list rows made during discovery, placed at the top of their repository's table.
     let tagListRows: Map<string, CheckRow> | undefined;
     if (options.images) {
-      targets = options.images.map((i) => ({ name: i.name, tags: [...new Set(i.tags)], attachments: i.attachments }));
+      targets = [];
+      tagListRows = new Map();
+      for (const i of options.images) {
+        if (i.tags) {
+          targets.push({ name: i.name, tags: [...new Set(i.tags)], attachments: i.attachments });
+          continue;
+        }
+        const listed = await listedTags(ctx, i.name);
+        tagListRows.set(i.name, listed.listRow);
+        targets.push({ name: i.name, tags: listed.tags, attachments: i.attachments });
+      }
     } else {
       const found = await discover(ctx);
       rows.push(found.row);
@@ -64,7 +80,7 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
     if (firstRepo) rows.push(...(await checkMissingPaths(ctx, firstRepo)));
     const perRepo = await Promise.all(
       targets.map(async (t) => {
-        const listRow = tagListRows ? tagListRows.get(t.name) : await checkTagsList(ctx, t.name, t.tags);
+        const listRow = tagListRows?.get(t.name) ?? (await checkTagsList(ctx, t.name, t.tags));
         return checkRepository(ctx, t.name, t.tags, listRow, t.attachments ?? false);
       }),
     );

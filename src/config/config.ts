@@ -9,7 +9,8 @@ import { quote } from '../util/format.ts';
 import { parseJsonLocated, JsonSyntaxError } from './json.ts';
 import { checkKeys, describeType, isPlainObject, type Report } from './keys.ts';
 import { parseAttachments, parseVerify, type ParsedVerify } from './supply-chain.ts';
-import type { ImageSpec, RegistrishConfig, VerifyPolicy } from './types.ts';
+import { parseTagRules } from './tag-rules.ts';
+import type { ImageSpec, RegistrishConfig, TagRules, TagSelection, VerifyPolicy } from './types.ts';
 
 // images.json → validated ImageSpecs. Every problem is collected and reported at once, each
 // naming the entry and field (`images[3].tags[1]`), so one edit-build cycle fixes them all.
@@ -153,7 +154,12 @@ export function parseConfigText(text: string, file: string, opts: ConfigOptions 
   checkCollisions(entries, report);
 
   if (problems.length) throw new ConfigError(problems, { hint: SCHEMA_HINT });
-  return { file: abs, images: entries.flatMap(expandEntry), insecureRegistries };
+  return {
+    file: abs,
+    images: entries.filter((e) => !e.rules).flatMap(expandEntry),
+    selections: entries.filter((e) => e.rules).map((e) => selectionOf(e)),
+    insecureRegistries,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,6 +172,8 @@ interface ParsedEntry {
   platforms?: PlatformFilter[];
   attachments?: boolean;
   verify?: VerifyPolicy;
+  /** Tag rules instead of a list (then `tags` is empty). */
+  rules?: TagRules;
 }
 
 /** Top-level values every entry inherits (undefined after a reported problem). */
@@ -251,7 +259,16 @@ function parseEntry(
   }
 
   let tags: string[] | undefined;
-  if (Object.hasOwn(obj, 'tags')) {
+  let rules: TagRules | undefined;
+  if (Object.hasOwn(obj, 'tags') && isPlainObject(obj.tags)) {
+    rules = parseTagRules(obj.tags, `${at}.tags`, report);
+    if (source && (source.tag !== undefined || source.digest !== undefined)) {
+      report(`${at}.tags`, `tag rules select among the repository's tags, but "source" names ${source.digest !== undefined ? 'a digest' : `the tag ${quote(source.tag)}`}: remove it from "source"`);
+      ok = false;
+    }
+    if (!rules) ok = false;
+    tags = [];
+  } else if (Object.hasOwn(obj, 'tags')) {
     tags = parseStringList(obj.tags, `${at}.tags`, 'tags, e.g. ["1.0", "latest"]', report, (tag, _j, seen) => {
       const problem = tagProblem(tag);
       if (problem) {
@@ -295,6 +312,7 @@ function parseEntry(
 
   if (!ok || !source || name === undefined || !tags) return undefined;
   const out: ParsedEntry = { index: i, source, name, tags };
+  if (rules) out.rules = rules;
   if (platforms) out.platforms = platforms;
   if (attachments) out.attachments = true;
   if (verify) {
@@ -407,6 +425,15 @@ function checkCollisions(entries: ParsedEntry[], report: Report): void {
       }
     }
   }
+}
+
+/** An entry with tag rules: everything but the tags, which the build lists and selects. */
+function selectionOf(e: ParsedEntry): TagSelection {
+  const sel: TagSelection = { index: e.index, source: e.source, name: e.name, rules: e.rules! };
+  if (e.platforms) sel.platforms = e.platforms;
+  if (e.attachments) sel.attachments = true;
+  if (e.verify) sel.verify = e.verify;
+  return sel;
 }
 
 /** A pinned source gives one ImageSpec; an unpinned one gives one per tag, fetching that tag. */

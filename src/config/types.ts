@@ -29,9 +29,29 @@ export interface VerifyPolicy {
   identity?: string;
 }
 
+/** `tags` as rules: which of the source's tags to publish, decided at build time. */
+export interface TagRules {
+  /** Anchored patterns; a tag is kept when it matches one (every tag when absent). */
+  allow?: RegExp[];
+  /** Anchored patterns; a tag matching one is dropped. */
+  deny?: RegExp[];
+  /** A version range in npm's syntax; tags that are not semver (a leading `v` is allowed) are dropped. */
+  semver?: string;
+  /** Keep the N highest by semver precedence. */
+  newest?: number;
+}
+
+/** An entry whose tags are selected by rules from the source's tag list when the build runs. */
+export interface TagSelection extends Omit<ImageSpec, 'tags'> {
+  rules: TagRules;
+}
+
 export interface RegistrishConfig {
   /** Absolute path of the images.json file read. */
   file: string;
+  /** Entries with their tags known (listed, or the source's own). */
   images: ImageSpec[];
+  /** Entries with tag rules: they become ImageSpecs once the source's tags are listed. */
+  selections: TagSelection[];
   insecureRegistries: string[];
 }

@@ -19,8 +19,8 @@ import { PREFIX, resolveOptions, type RegistrishOptions } from './options.ts';
 
 /** The modules a build needs, loaded once, on first use. */
 const machinery = () =>
-  Promise.all([import('../build.ts'), import('../catalog/data.ts'), import('../hosts/host.ts'), import('../publish/tree.ts')]).then(
-    ([build, catalog, hosts, tree]) => ({ ...build, ...catalog, ...hosts, ...tree }),
+  Promise.all([import('../build.ts'), import('../catalog/data.ts'), import('../hosts/host.ts'), import('../publish/tree.ts'), import('../resolve/selections.ts')]).then(
+    ([build, catalog, hosts, tree, selections]) => ({ ...build, ...catalog, ...hosts, ...tree, ...selections }),
   );
 
 /** Only the bits of Eleventy's config API this plugin uses (Eleventy ships no types). */
@@ -121,7 +121,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     current = undefined;
     if (!build) return;
     if (event.outputMode && event.outputMode !== 'fs') return void (await closeQuietly(build));
-    const { publishRegistry, renderHosts, selectHosts, writeHostFiles } = await machinery();
+    const { publishRegistry, renderHosts, selectHosts, selectionLine, writeHostFiles } = await machinery();
     if (build.kind === 'reused') {
       // The site's own passthrough `_headers` may have been copied over ours: render host files again.
       const rendered = await renderHosts(selectHosts(options.hosts), build.outputDir, build.paths);
@@ -140,6 +140,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     }
     last = { key: build.key, outputDir: build.outputDir, paths: summary!.paths, data: await build.data };
     for (const f of summary!.filtered) logger.summary(`${f.image}: platform filter published index ${f.to} (upstream ${f.from})`);
+    for (const s of summary!.selections) logger.summary(selectionLine(s));
     logger.summary(summary!.line);
   });
 }

@@ -6,6 +6,8 @@ export const DOCKER_HUB = 'docker.io';
 export const DOCKER_HUB_API = 'registry-1.docker.io';
 /** The old spelling that Docker itself rewrites to docker.io in references. */
 export const LEGACY_DOCKER_HUB = 'index.docker.io';
+/** The server address docker's clients use for Docker Hub (`docker login` keys, credential helpers). */
+export const DOCKER_HUB_SERVER = `https://${LEGACY_DOCKER_HUB}/v1/`;
 /** Other spellings of Docker Hub (`docker login` keys, old references). */
 export const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([
   DOCKER_HUB,

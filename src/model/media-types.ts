@@ -12,6 +12,8 @@ export const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
 export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 
 export const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
+/** An uncompressed Docker layer: what `docker save` stores (every client accepts it). */
+export const DOCKER_LAYER_TAR = 'application/vnd.docker.image.rootfs.diff.tar';
 export const DOCKER_FOREIGN_LAYER = 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip';
 export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
 export const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';

@@ -1,3 +1,5 @@
+import { dockerArchiveKind } from './docker-archive.ts';
+import { ociArchiveKind } from './oci-archive.ts';
 import { ociLayoutKind } from './oci-layout.ts';
 import { registryKind } from './registry/kind.ts';
 import type { ImageSource, ParsedSource, SourceContext, SourceKind, SourceParseContext, SourceRef } from './source.ts';
@@ -6,7 +8,7 @@ import type { ImageSource, ParsedSource, SourceContext, SourceKind, SourceParseC
 // prefix starts it; a string with no known prefix is an image reference on a registry.
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each kind has its own SourceRef shape
-export const SOURCE_KINDS: readonly SourceKind<any>[] = [ociLayoutKind, registryKind];
+export const SOURCE_KINDS: readonly SourceKind<any>[] = [ociLayoutKind, dockerArchiveKind, ociArchiveKind, registryKind];
 
 function kindFor(text: string): SourceKind<SourceRef> {
   return SOURCE_KINDS.find((k) => k.prefix !== undefined && text.startsWith(k.prefix)) ?? registryKind;

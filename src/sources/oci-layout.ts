@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Descriptor } from '../model/descriptor.ts';
 import { assertSafeDigest, DIGEST_ALLOWED, digestPath, digestProblem } from '../model/digest.ts';
-import { TAG_ALLOWED, tagProblem } from '../model/reference.ts';
+import { isValidTag, TAG_ALLOWED, tagProblem } from '../model/reference.ts';
 import type { OpenedBlob } from '../store/store.ts';
 import { NotFoundError, RegistrishError } from '../util/errors.ts';
 import { quote } from '../util/format.ts';
@@ -121,6 +121,12 @@ export class OciLayoutSource implements ImageSource {
     }
     assertSafeDigest(found.digest, `${this.label}:${tag}`);
     return { digest: found.digest, mediaType: found.mediaType, size: found.size, exact: true };
+  }
+
+  async listTags(): Promise<string[]> {
+    const index = await this.readIndex();
+    const names = (index.manifests ?? []).map((d) => d.annotations?.[REF_NAME]).filter((t): t is string => isValidTag(t));
+    return [...new Set(names)];
   }
 
   async fetchManifest(reference: string): Promise<ManifestBytes> {

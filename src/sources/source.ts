@@ -54,6 +54,8 @@ export interface ImageSource {
    * or undefined when the source has no such API: the referrers tag schema (`sha256-<hex>`) is read instead.
    */
   referrers?(digest: string): Promise<unknown[] | undefined>;
+  /** Every tag the source holds (what `tags` rules in images.json select from). */
+  listTags?(): Promise<string[]>;
 }
 
 /** What parsing a `source` string needs besides the string. */

@@ -280,3 +280,32 @@ export async function fetchWithAuth(
   }
   return fetch(url, { ...init, headers });
 }
+
+export interface AuthUpstreams {
+  /** htpasswd (Basic) auth. */
+  basic: UpstreamRegistry;
+  /** Token auth, its issuer in this process. */
+  token: UpstreamRegistry;
+  /** A transparent proxy in front of `token` whose 401s point at itself for /token: faults reach token requests too. */
+  tokProxy: import('./fault-proxy.ts').FaultProxy;
+  stop(): Promise<void>;
+}
+
+/** An htpasswd upstream and a token upstream sharing `storageDir`, and a proxy in front of the token one. */
+export async function startAuthUpstreams(storageDir: string, basicCred: { user: string; pass: string }, tokenCred: { user: string; pass: string }): Promise<AuthUpstreams> {
+  const { startFaultProxy } = await import('./fault-proxy.ts');
+  const [basic, token] = await Promise.all([
+    startRegistry({ storageDir, auth: { kind: 'htpasswd', ...basicCred } }),
+    startRegistry({ storageDir, auth: { kind: 'token', ...tokenCred } }),
+  ]);
+  const tokProxy = await startFaultProxy({ target: token.url, realm: token.realm });
+  return {
+    basic,
+    token,
+    tokProxy,
+    async stop() {
+      await tokProxy.close();
+      await Promise.all([basic.stop(), token.stop()]);
+    },
+  };
+}

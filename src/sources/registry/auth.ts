@@ -180,7 +180,10 @@ export interface AuthenticatorOptions {
   /** host[:port] of the registry API: a plain-HTTP realm on that same host is allowed when `insecure`. */
   apiHost: string;
   insecure: boolean;
-  credential?: Credential;
+  /** A credential, or where to get one: asked once, when the registry first asks for authentication. */
+  credential?: Credential | (() => Promise<Credential | undefined>);
+  /** Why there is no credential (a credential helper that failed), for the hint of a refusal. */
+  credentialProblem?: () => string | undefined;
   transport: Transport;
   cache?: TokenCache;
   /** Clock, replaceable in tests. */
@@ -199,7 +202,10 @@ const CLIENT_ID = 'registrish';
  */
 export class Authenticator {
   readonly registry: string;
-  readonly credential?: Credential;
+  readonly credentialProblem: () => string | undefined;
+  private resolved?: Credential;
+  private loadCredential?: () => Promise<Credential | undefined>;
+  private credentialLoad?: Promise<void>;
   private readonly apiHost: string;
   private readonly insecure: boolean;
   private readonly transport: Transport;
@@ -211,15 +217,37 @@ export class Authenticator {
     this.registry = opts.registry;
     this.apiHost = opts.apiHost.toLowerCase();
     this.insecure = opts.insecure;
-    this.credential = opts.credential;
+    this.credentialProblem = opts.credentialProblem ?? (() => undefined);
+    if (typeof opts.credential === 'function') this.loadCredential = opts.credential;
+    else this.useCredential(opts.credential);
     this.transport = opts.transport;
     this.cache = opts.cache ?? new TokenCache();
     this.now = opts.now ?? Date.now;
+  }
+
+  /** The credential, once known (given, or loaded at the registry's first challenge). */
+  get credential(): Credential | undefined {
+    return this.resolved;
+  }
+
+  private useCredential(credential: Credential | undefined): void {
+    this.resolved = credential;
     // Also when the credential did not come through loadCredentials.
-    if (opts.credential && 'password' in opts.credential) {
-      addSecret(opts.credential.password);
-      addSecret(basicValue(opts.credential));
-    } else if (opts.credential) addSecret(opts.credential.identityToken);
+    if (credential && 'password' in credential) {
+      addSecret(credential.password);
+      addSecret(basicValue(credential));
+    } else if (credential) addSecret(credential.identityToken);
+  }
+
+  /** Loads a lazily given credential once; concurrent callers share the load. */
+  private async ensureCredential(): Promise<void> {
+    const load = this.loadCredential;
+    if (!load) return;
+    this.credentialLoad ??= load().then((c) => {
+      this.useCredential(c);
+      this.loadCredential = undefined;
+    });
+    await this.credentialLoad;
   }
 
   /**
@@ -257,6 +285,8 @@ export class Authenticator {
   }
 
   private async answer(challenge: Challenge, scope: string, signal?: AbortSignal): Promise<string | undefined> {
+    // Only now that the registry asks: a registry that needs none never runs a credential helper.
+    await this.ensureCredential();
     if (challenge.scheme === 'basic') {
       return this.credential && 'password' in this.credential ? `Basic ${basicValue(this.credential)}` : undefined;
     }
@@ -310,7 +340,7 @@ export class Authenticator {
           : refused
             ? cred
               ? `The credentials for ${this.registry} were refused: run docker login ${this.registry} again, or check REGISTRISH_AUTH.`
-              : `${this.registry} wants credentials: run docker login ${this.registry}, or set REGISTRISH_AUTH.`
+              : `${this.registry} wants credentials${withProblem(this.credentialProblem())}: run docker login ${this.registry}, or set REGISTRISH_AUTH.`
             : undefined,
       });
     }
@@ -354,6 +384,11 @@ export class Authenticator {
     }
     return url;
   }
+}
+
+/** ` (the credential helper … failed …)`, or nothing. */
+export function withProblem(problem: string | undefined): string {
+  return problem ? ` (${problem})` : '';
 }
 
 function basicValue(cred: { username: string; password: string }): string {

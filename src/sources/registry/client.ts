@@ -8,7 +8,7 @@ import { isKnownManifestType, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, manifestMedia
 import { isValidRepositoryName, isValidTag } from '../../model/reference.ts';
 import { HttpError, NotFoundError, RegistrishError } from '../../util/errors.ts';
 import { redactUrl } from '../../util/redact.ts';
-import { Authenticator, pullScope, type TokenCache } from './auth.ts';
+import { Authenticator, pullScope, withProblem, type TokenCache } from './auth.ts';
 import type { Credential } from './credentials.ts';
 
 // A read-only client for the OCI distribution API of one upstream registry: HEAD/GET manifests,
@@ -21,7 +21,10 @@ export interface RegistryClientOptions {
   apiHost: string;
   /** Plain HTTP. */
   insecure: boolean;
-  credential?: Credential;
+  /** A credential, or where to get one (asked once, at the registry's first challenge). */
+  credential?: Credential | (() => Promise<Credential | undefined>);
+  /** Why there is no credential (a credential helper that failed): named when the registry refuses us. */
+  credentialProblem?: () => string | undefined;
   /** Shared Agent or MockAgent. */
   dispatcher?: Dispatcher;
   /** Share tokens between clients of the same registry and credential. */
@@ -63,6 +66,10 @@ export interface OpenedRegistryBlob {
 
 /** Pages of a referrers answer we follow before calling the registry hostile. */
 const MAX_REFERRER_PAGES = 50;
+/** Tags asked per tags/list page (Docker Hub and GHCR answer at most 1000 or 100 anyway). */
+const TAG_PAGE_SIZE = 1000;
+/** Pages of tags/list: 1000 pages of 100 is 100 000 tags, far beyond any real repository. */
+const MAX_TAG_PAGES = 1000;
 
 export class RegistryClient {
   readonly registry: string;
@@ -85,6 +92,7 @@ export class RegistryClient {
       apiHost: opts.apiHost,
       insecure: opts.insecure,
       credential: opts.credential,
+      credentialProblem: opts.credentialProblem,
       transport: this.transport,
       cache: opts.tokenCache,
       now: opts.now,
@@ -166,6 +174,25 @@ export class RegistryClient {
   }
 
   /**
+   * Every tag of a repository (`GET /v2/<repo>/tags/list`), following `Link: <…>; rel="next"`
+   * pages, asked `n` at a time. Pages are same-origin, never repeat, and at most `maxPages`.
+   */
+  async listTags(repo: string, opts: { pageSize?: number; maxPages?: number; signal?: AbortSignal } = {}): Promise<string[]> {
+    const what = `${this.registry}/${repo}: tags/list`;
+    const first = new URL(`${this.repoUrl(repo)}/tags/list`);
+    first.searchParams.set('n', String(opts.pageSize ?? TAG_PAGE_SIZE));
+    const tags: string[] = [];
+    await this.pages(repo, first, { what, accept: 'application/json', maxPages: opts.maxPages ?? MAX_TAG_PAGES, signal: opts.signal }, (res, doc) => {
+      if (res === 'absent') throw new NotFoundError(`${what}: the repository is not found`, { hint: 'Check the repository in images.json.' });
+      const list = (doc as { tags?: unknown } | null)?.tags;
+      // A repository without tags may answer `"tags": null`.
+      if (list !== null && list !== undefined && !Array.isArray(list)) throw new RegistrishError(`${what}: the answer has no "tags" list`);
+      for (const t of list ?? []) if (isValidTag(t)) tags.push(t);
+    });
+    return [...new Set(tags)];
+  }
+
+  /**
    * The referrers of `digest` (OCI 1.1 referrers API), every page (`Link: <…>; rel="next"`).
    * Undefined when the registry does not implement the API (it answers 404, 400 or 405): the caller
    * then reads the referrers tag schema (`sha256-<hex>`). Entries are untrusted: the caller checks them.
@@ -174,32 +201,49 @@ export class RegistryClient {
     if (!isValidDigest(digest)) throw new RegistrishError(`${this.registry}/${repo}: invalid digest "${digest}"`);
     const what = `${this.registry}/${repo}: referrers of ${digest}`;
     const entries: unknown[] = [];
-    const first = new URL(`${this.repoUrl(repo)}/referrers/${digest}`);
+    let supported = true;
+    await this.pages(repo, new URL(`${this.repoUrl(repo)}/referrers/${digest}`), { what, accept: OCI_INDEX, maxPages: MAX_REFERRER_PAGES, signal: opts.signal }, (res, doc) => {
+      if (res === 'absent') return void (supported = false);
+      const manifests = (doc as { manifests?: unknown } | null)?.manifests;
+      if (!Array.isArray(manifests)) throw new RegistrishError(`${what}: the answer is not an image index (no "manifests" list)`);
+      entries.push(...manifests);
+    });
+    return supported ? entries : undefined;
+  }
+
+  /**
+   * GETs `first` and every page its `Link: <…>; rel="next"` headers lead to, handing each answer's
+   * JSON to `take`. A hostile registry can point anywhere and loop forever: pages are same-origin,
+   * never repeat, and at most `maxPages`. A first answer of 404, 400 or 405 reaches `take` as 'absent'.
+   */
+  private async pages(
+    repo: string,
+    first: URL,
+    o: { what: string; accept: string; maxPages: number; signal?: AbortSignal },
+    take: (res: 'page' | 'absent', doc: unknown) => void,
+  ): Promise<void> {
     const seen = new Set<string>();
     for (let url: URL | undefined = first; url; ) {
-      if (seen.size >= MAX_REFERRER_PAGES) throw new RegistrishError(`${what}: more than ${MAX_REFERRER_PAGES} pages`);
-      if (seen.has(url.href)) throw new RegistrishError(`${what}: the registry's Link header loops back to ${redactUrl(url)}`);
-      if (url.origin !== first.origin) throw new RegistrishError(`${what}: the registry's Link header points to another origin (${redactUrl(url)})`);
+      if (seen.size >= o.maxPages) throw new RegistrishError(`${o.what}: more than ${o.maxPages} pages; refusing to read on`, { hint: 'A registry that pages forever is broken or hostile.' });
+      if (seen.has(url.href)) throw new RegistrishError(`${o.what}: the registry's Link header loops back to ${redactUrl(url)}`);
+      if (url.origin !== first.origin) throw new RegistrishError(`${o.what}: the registry's Link header points to another origin (${redactUrl(url)})`);
       seen.add(url.href);
-      const res = await this.send('GET', url.href, { scope: pullScope(repo), headers: { accept: OCI_INDEX }, what, signal: opts.signal });
+      const res = await this.send('GET', url.href, { scope: pullScope(repo), headers: { accept: o.accept }, what: o.what, signal: o.signal });
       if (seen.size === 1 && (res.status === 404 || res.status === 400 || res.status === 405)) {
         await discard(res.body);
-        return undefined;
+        return take('absent', undefined);
       }
-      if (res.status !== 200) throw await this.unexpected(res, 'GET', what, url.href);
-      const bytes = await readCapped(res.body, MAX_MANIFEST_BYTES, () => tooLarge(what, MAX_MANIFEST_BYTES));
+      if (res.status !== 200) throw await this.unexpected(res, 'GET', o.what, url.href);
+      const bytes = await readCapped(res.body, MAX_MANIFEST_BYTES, () => tooLarge(o.what, MAX_MANIFEST_BYTES));
       let doc: unknown;
       try {
         doc = JSON.parse(bytes.toString('utf8'));
       } catch {
-        throw new RegistrishError(`${what}: the answer is not JSON (${redactUrl(res.url)})`);
+        throw new RegistrishError(`${o.what}: the answer is not JSON (${redactUrl(res.url)})`);
       }
-      const manifests = (doc as { manifests?: unknown } | null)?.manifests;
-      if (!Array.isArray(manifests)) throw new RegistrishError(`${what}: the answer is not an image index (no "manifests" list)`);
-      entries.push(...manifests);
+      take('page', doc);
       url = nextLink(res.headers['link'], res.url);
     }
-    return entries;
   }
 
   /**
@@ -272,7 +316,7 @@ export class RegistryClient {
     const login = `run docker login ${this.registry}, or set REGISTRISH_AUTH='{"${this.registry}":"user:token"}'`;
     const message = cred
       ? `${what}: ${this.registry} refused the credentials we have for it`
-      : `${what}: access denied; the repository does not exist, or ${this.registry} needs credentials and we have none`;
+      : `${what}: access denied; the repository does not exist, or ${this.registry} needs credentials and we have none${withProblem(this.auth.credentialProblem())}`;
     return new HttpError(`${message} (${method} ${redactUrl(url)} → 401${detail ? `: ${detail}` : ''})`, 401, redactUrl(url), {
       hint: cred
         ? `Check that the credentials for ${this.registry} are current and may read this repository; ${login}.`

@@ -1,34 +1,42 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DOCKER_HUB, isDockerHub } from '../../model/docker-hub.ts';
+import { DOCKER_HUB, DOCKER_HUB_SERVER, isDockerHub } from '../../model/docker-hub.ts';
 import { RegistrishError } from '../../util/errors.ts';
-import { addSecret } from '../../util/redact.ts';
+import { addSecret, redact } from '../../util/redact.ts';
+import { DEFAULT_HELPER_TIMEOUT_MS, getFromHelper, helperProgram, TOKEN_USERNAME } from './credential-helper.ts';
 
-// Registry credentials, from the places users already keep them: the Docker client config
-// (`docker login`), then REGISTRISH_AUTH (easy to set in a CI/hosting UI). Later sources win.
-// Every secret is registered with redact.ts as soon as it is read.
+// Registry credentials, from the places users already keep them, in docker's order: REGISTRISH_AUTH
+// (easy to set in a CI/hosting UI; like docker's DOCKER_AUTH_CONFIG, it wins), then the Docker client
+// config (`docker login`): a registry with a credential helper (`credHelpers[registry]`, else the
+// default `credsStore`) gets its login from the helper, asked on first use; one without gets it from
+// `auths`. Every secret is registered with redact.ts as soon as it is read.
 
 export type Credential = { username: string; password: string } | { identityToken: string };
 
 export interface CredentialStore {
-  /** Credential for a registry as users write it (`docker.io`, `ghcr.io`, `127.0.0.1:5000`, or a `docker login` URL key). */
-  get(registry: string): Credential | undefined;
   /**
-   * The Docker credential helper (`credHelpers[registry]`, else `credsStore`) that holds this
-   * registry's login, when we have no usable credential for it ourselves: we cannot call
-   * helpers, so the caller should warn and suggest REGISTRISH_AUTH.
+   * Credential for a registry as users write it (`docker.io`, `ghcr.io`, `127.0.0.1:5000`, or a
+   * `docker login` URL key). Runs the registry's credential helper the first time it is asked for
+   * (once per store and registry; concurrent callers share the run). Never rejects: a helper that
+   * fails is a warning, and the registry is read anonymously (or with its `auths` entry, as docker).
    */
-  unsupportedHelperFor(registry: string): string | undefined;
+  get(registry: string): Promise<Credential | undefined>;
+  /** After get(): what went wrong with the registry's credential helper, for the message of a later 401. */
+  helperProblem(registry: string): string | undefined;
 }
 
 export interface LoadCredentialsOptions {
   env?: NodeJS.ProcessEnv;
   homeDir?: string;
+  /** Where helper failures are reported (already redacted). */
+  warn?: (message: string) => void;
 }
 
 export const AUTH_ENV = 'REGISTRISH_AUTH';
-
+/** Time limit of one helper run, in seconds (default 10). */
+export const HELPER_TIMEOUT_ENV = 'REGISTRISH_CREDENTIAL_HELPER_TIMEOUT';
+/** The server address docker gives helpers (and `auths`) for Docker Hub; other registries go by host[:port]. */
 
 /**
  * `https://index.docker.io/v1/` → `docker.io`, `https://ghcr.io` → `ghcr.io`, `GHCR.io/` → `ghcr.io`.
@@ -40,9 +48,16 @@ export function normalizeRegistry(key: string): string {
   return isDockerHub(host) ? DOCKER_HUB : host;
 }
 
-/** Loads every source once; lookups are then synchronous. */
-export function loadCredentials({ env = process.env, homeDir = os.homedir() }: LoadCredentialsOptions = {}): CredentialStore {
-  const creds = new Map<string, Credential>();
+/** What docker writes on a helper's stdin for a registry: `https://index.docker.io/v1/` for Docker Hub, else host[:port]. */
+export function helperServerAddress(registry: string): string {
+  const name = normalizeRegistry(registry);
+  return name === DOCKER_HUB ? DOCKER_HUB_SERVER : name;
+}
+
+/** Reads every file and variable once; helpers run later, on first use of their registry. */
+export function loadCredentials({ env = process.env, homeDir = os.homedir(), warn = () => {} }: LoadCredentialsOptions = {}): CredentialStore {
+  const fromEnv = new Map<string, Credential>();
+  const fromAuths = new Map<string, Credential>();
   const helpers = new Map<string, string>();
   let defaultStore: string | undefined;
 
@@ -51,22 +66,58 @@ export function loadCredentials({ env = process.env, homeDir = os.homedir() }: L
   if (config) {
     for (const [key, entry] of Object.entries(config.auths)) {
       const cred = parseEntry(entry, `${dockerConfig}: auths entry ${describeKey(key)}`);
-      if (cred) creds.set(normalizeRegistry(key), cred);
+      if (cred) fromAuths.set(normalizeRegistry(key), cred);
     }
     for (const [key, helper] of Object.entries(config.credHelpers)) helpers.set(normalizeRegistry(key), helper);
     defaultStore = config.credsStore;
   }
+  for (const [key, cred] of readEnvAuth(env[AUTH_ENV])) fromEnv.set(normalizeRegistry(key), cred);
+  const timeoutMs = readTimeout(env[HELPER_TIMEOUT_ENV]);
 
-  for (const [key, cred] of readEnvAuth(env[AUTH_ENV])) creds.set(normalizeRegistry(key), cred);
+  const asked = new Map<string, Promise<Credential | undefined>>();
+  const problems = new Map<string, string>();
+
+  /** docker's nativeStore: the helper's answer replaces `auths`; "not found" is no credential; a failure falls back to `auths`. */
+  const ask = async (name: string, helper: string): Promise<Credential | undefined> => {
+    const answer = await getFromHelper(helper, helperServerAddress(name), { env, timeoutMs });
+    if (answer.kind === 'found') return helperCredential(answer.username, answer.secret);
+    if (answer.kind === 'not-found') return undefined;
+    const fallback = fromAuths.get(name);
+    const problem = `the credential helper ${helperProgram(helper)} failed for ${name}: ${answer.reason}`;
+    problems.set(name, problem);
+    warn(redact(`${problem}; ${fallback ? `using its auths entry in ${dockerConfig}` : 'pulling from it anonymously'}`));
+    return fallback;
+  };
 
   return {
-    get: (registry) => creds.get(normalizeRegistry(registry)),
-    unsupportedHelperFor: (registry) => {
+    get: (registry) => {
       const name = normalizeRegistry(registry);
-      if (creds.has(name)) return undefined;
-      return helpers.get(name) ?? defaultStore;
+      const given = fromEnv.get(name);
+      if (given) return Promise.resolve(given);
+      const helper = helpers.get(name) ?? defaultStore;
+      if (!helper) return Promise.resolve(fromAuths.get(name));
+      let p = asked.get(name);
+      if (!p) asked.set(name, (p = ask(name, helper)));
+      return p;
     },
+    helperProblem: (registry) => problems.get(normalizeRegistry(registry)),
   };
+}
+
+/** A helper's answer as a credential: the `<token>` user name marks an identity token. */
+function helperCredential(username: string, secret: string): Credential {
+  if (username === TOKEN_USERNAME) return { identityToken: secret };
+  registerUserPass(username, secret);
+  return { username, password: secret };
+}
+
+function readTimeout(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return DEFAULT_HELPER_TIMEOUT_MS;
+  const s = Number(value);
+  if (!Number.isFinite(s) || s <= 0) {
+    throw new RegistrishError(`${HELPER_TIMEOUT_ENV} must be a number of seconds, got "${redact(value.slice(0, 40))}"`, { hint: `e.g. ${HELPER_TIMEOUT_ENV}=30` });
+  }
+  return Math.round(s * 1000);
 }
 
 interface DockerConfig {

@@ -39,27 +39,25 @@ export const registryKind: SourceKind<RegistryRef> = {
   },
   describe: (ref) => `${ref.registry}/${ref.repository}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`,
   open(ref, ctx) {
-    const credentials = ctx.shared<CredentialStore>('registry:credentials', () => loadCredentials({ env: ctx.env }));
+    const credentials = ctx.shared<CredentialStore>('registry:credentials', () =>
+      loadCredentials({ env: ctx.env, warn: (message) => ctx.logger.warn(message) }),
+    );
     // One client per registry origin: its token cache and learnt challenge serve every repository.
-    const client = ctx.shared(`registry:client:${ref.insecure ? 'http' : 'https'}://${ref.apiHost}`, () => {
-      const helper = credentials.unsupportedHelperFor(ref.registry);
-      if (helper && !credentials.get(ref.registry)) {
-        ctx.logger.warn(
-          `${ref.registry}: your Docker config uses a credential helper, which registrish cannot call; set REGISTRISH_AUTH to pull private images`,
-        );
-      }
-      return new RegistryClient({
+    const client = ctx.shared(`registry:client:${ref.insecure ? 'http' : 'https'}://${ref.apiHost}`, () =>
+      new RegistryClient({
         registry: ref.registry,
         apiHost: ref.apiHost,
         insecure: ref.insecure,
-        credential: credentials.get(ref.registry),
+        // Asked when the registry first asks for authentication (a credential helper runs then, once).
+        credential: () => credentials.get(ref.registry),
+        credentialProblem: () => credentials.helperProblem(ref.registry),
         dispatcher: ctx.dispatcher,
         maxRetries: ctx.http?.maxRetries,
         retryBaseMs: ctx.http?.retryBaseMs,
         headersTimeoutMs: ctx.http?.headersTimeoutMs,
         bodyTimeoutMs: ctx.http?.bodyTimeoutMs,
-      });
-    });
+      }),
+    );
     return new RegistrySource(client, ref.repository, ref.registry);
   },
 };

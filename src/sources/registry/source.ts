@@ -33,6 +33,10 @@ export class RegistrySource implements ImageSource {
     return { bytes: got.bytes, mediaType: got.mediaType };
   }
 
+  listTags(): Promise<string[]> {
+    return this.client.listTags(this.repository);
+  }
+
   referrers(digest: string): Promise<unknown[] | undefined> {
     return this.client.getReferrers(this.repository, digest);
   }
