@@ -13,9 +13,10 @@ import { PREFIX, resolveOptions, type RegistrishOptions } from './options.ts';
 //   eleventy.before  resolve images.json (tags → manifests → image configs), blobs start downloading
 //   templates        read the `registry` global data; the default pages render from it
 //   eleventy.after   wait for the blobs, write v2/ and the host files, print one summary line
+// The first resolution starts as soon as the plugin is added, overlapping Eleventy's own start-up.
 // In --serve/--watch, a rebuild with an unchanged images.json reuses the last resolution (no
-// upstream request) and keeps v2/ as built. The build machinery (the HTTP client above all) loads
-// when the first build starts, not when a site's config adds the plugin.
+// upstream request) and keeps v2/ as built. The build machinery (the HTTP client above all) is
+// loaded by that first resolution, not by importing the package.
 
 /** The modules a build needs, loaded once, on first use. */
 const machinery = () =>
@@ -39,9 +40,16 @@ interface BuildEvent {
   runMode?: string;
 }
 
+/** A resolution under way: of which images.json (its hash), and its two results. */
+interface Fresh {
+  key: string;
+  resolved: Promise<ResolvedRegistry>;
+  data: Promise<RegistryData>;
+}
+
 /** One Eleventy build's registry: resolved afresh, or the last one reused (watch mode). */
 type Current =
-  | { kind: 'fresh'; key: string; outputDir: string; resolved: Promise<ResolvedRegistry>; data: Promise<RegistryData> }
+  | ({ kind: 'fresh'; outputDir: string } & Fresh)
   | { kind: 'reused'; outputDir: string; paths: PublishedPath[]; data: Promise<RegistryData> };
 
 /** The host Netlify gives a site's production address (`URL`), in a Netlify build. */
@@ -70,12 +78,9 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     throw new RegistrishError(`${PREFIX} build failed: ${formatError(err)}`);
   };
 
-  const start = async (event: BuildEvent): Promise<Current> => {
-    const outputDir = path.resolve(event.directories?.output ?? event.dir?.output ?? '_site');
+  /** A resolution of images.json as it is now (its key says which version of the file). */
+  const resolveFresh = async (): Promise<Fresh> => {
     const key = await fileKey(imagesFile);
-    if (event.runMode !== undefined && event.runMode !== 'build' && last?.key === key && last.outputDir === outputDir && (await exists(path.join(outputDir, 'v2')))) {
-      return { kind: 'reused', outputDir, paths: last.paths, data: Promise.resolve(last.data) };
-    }
     const { resolveRegistry, buildRegistryData } = await machinery();
     const resolved = resolveRegistry({
       images: imagesFile,
@@ -93,7 +98,28 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     // Failures are reported by eleventy.before (which awaits both); these keep them from being unhandled meanwhile.
     resolved.catch(() => {});
     data.catch(() => {});
-    return { kind: 'fresh', key, outputDir, resolved, data };
+    return { key, resolved, data };
+  };
+
+  // The first build's resolution starts with the plugin, so that its upstream requests run while
+  // Eleventy reads the site's templates; eleventy.before takes it over.
+  let early: Promise<Fresh> | undefined = resolveFresh();
+  early.catch(() => {});
+
+  const start = async (event: BuildEvent): Promise<Current> => {
+    const outputDir = path.resolve(event.directories?.output ?? event.dir?.output ?? '_site');
+    const key = await fileKey(imagesFile);
+    if (event.runMode !== undefined && event.runMode !== 'build' && last?.key === key && last.outputDir === outputDir && (await exists(path.join(outputDir, 'v2')))) {
+      return { kind: 'reused', outputDir, paths: last.paths, data: Promise.resolve(last.data) };
+    }
+    let fresh = await early?.catch(() => undefined);
+    early = undefined;
+    // images.json changed since the plugin was added (or the early start failed): resolve it again.
+    if (fresh && fresh.key !== key) {
+      await closeQuietly({ kind: 'fresh', outputDir, ...fresh });
+      fresh = undefined;
+    }
+    return { kind: 'fresh', outputDir, ...(fresh ?? (await resolveFresh())) };
   };
 
   // Templates read the registry. Asked for before eleventy.before ran (not in a normal build), the

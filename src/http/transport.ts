@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleepFor } from 'node:timers/promises';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
+import { Agent, request } from './undici.ts';
 import { HttpError, RegistrishError } from '../util/errors.ts';
 import { redact, redactUrl } from '../util/redact.ts';
 import { packageVersion } from '../util/version.ts';
@@ -127,7 +128,7 @@ export const RETRYABLE_CODES: ReadonlySet<string> = new Set([
 export const USER_AGENT = `registrish/${packageVersion()}`;
 
 /** The per-build connection pool: bounded connections per origin, kept alive between requests. */
-export function createAgent(opts: { connections?: number; keepAliveTimeoutMs?: number; headersTimeoutMs?: number; bodyTimeoutMs?: number } = {}): Agent {
+export function createAgent(opts: { connections?: number; keepAliveTimeoutMs?: number; headersTimeoutMs?: number; bodyTimeoutMs?: number } = {}): UndiciAgent {
   return new Agent({
     connections: opts.connections ?? 8,
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 10_000,
