@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import v8 from 'node:v8';
 import type { Agent as AgentType, Dispatcher } from 'undici';
 
 // undici's connection pool and request API, loaded by their own modules. The package's entry also
@@ -32,7 +33,38 @@ function load(): Undici {
   }
 }
 
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly, on its first connection. V8 then hands
+ * the parser to its optimizing compiler on a background thread: about 35 MB of peak RSS and
+ * 0.3–0.7 s of CPU on a 2-core machine, and the process cannot exit until it is done — for a
+ * parser that does next to nothing per body byte (docs/performance.md). Compiled here, once, by
+ * the baseline compiler alone; the flag is set only around that one synchronous compile, and not
+ * at all if the user gave V8 a tiering flag of their own.
+ */
+function compileParser(): void {
+  const own = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
+  if (/liftoff|wasm-tier|turbofan/.test(own)) return;
+  let connectH1: (client: object, socket: object) => void;
+  try {
+    connectH1 = require('undici/lib/dispatcher/client-h1.js');
+    if (typeof connectH1 !== 'function') return;
+  } catch {
+    return;
+  }
+  // connectH1 compiles the parser first, then gives up on a socket that already failed.
+  const done = new Error('parser compiled');
+  v8.setFlagsFromString('--liftoff-only');
+  try {
+    connectH1({}, { errored: done });
+  } catch {
+    // `done`, or anything else: either way the first real connection compiles what is missing.
+  } finally {
+    v8.setFlagsFromString('--no-liftoff-only');
+  }
+}
+
 const undici = load();
+compileParser();
 
 export const Agent = undici.Agent;
 export const request = undici.request;
