@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -6,14 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry } from '../src/build.ts';
 import { main } from '../src/cli/main.ts';
 import { parseS3Url } from '../src/deploy/command.ts';
-import { planUploads } from '../src/deploy/deploy.ts';
-import { S3Client, signV4 } from '../src/deploy/s3-client.ts';
+import { deploy, planUploads } from '../src/deploy/deploy.ts';
+import { parseRecord } from '../src/deploy/record.ts';
+import { S3Client, signV4, type S3RequestCounts } from '../src/deploy/s3-client.ts';
 import { createAgent, USER_AGENT } from '../src/http/transport.ts';
 import { IMMUTABLE_CACHE, MUTABLE_CACHE } from '../src/publish/headers.ts';
 import { ctrPull, skopeoCopy, startContainerd, type Containerd } from './harness/clients.ts';
-import { seedUpstream, type Fixtures } from './harness/images.ts';
+import { buildManifest, makeLayer, pushImage, seedUpstream, type Fixtures } from './harness/images.ts';
 import { keyPair, seedSignedApp, type SignedApp } from './harness/attachments.ts';
-import { hasCommand, makeTempDir, removeDir } from './harness/procs.ts';
+import { hasCommand, makeTempDir, removeDir, sleep } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 import { type CliIO } from '../src/cli/args.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
@@ -103,6 +105,109 @@ function startProxy(): Promise<http.Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+/**
+ * s3rver's listing continuation tokens are encrypted with single DES, which OpenSSL 3 keeps in its
+ * legacy provider only: without this, a listing longer than one page answers 500. Three-key 3DES
+ * with three equal keys is the same cipher.
+ */
+function desForS3rver(): void {
+  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (alg: string, key: Buffer, iv: Buffer) => unknown>;
+  for (const name of ['createCipheriv', 'createDecipheriv'] as const) {
+    const original = crypto[name];
+    crypto[name] = (alg, key, iv) => (alg === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(alg, key, iv));
+  }
+}
+
+/** Builds a registry from `images` (written to `imagesFile` in the project) into `outputDir`. */
+async function buildSite(imagesFile: string, images: unknown, outputDir: string, cacheDir: string): Promise<void> {
+  writeFileSync(path.join(project, imagesFile), JSON.stringify(images));
+  await buildRegistry({
+    images: path.join(project, imagesFile),
+    outputDir,
+    cacheDir: path.join(project, cacheDir),
+    hosts: [],
+    imageConcurrency: 2,
+    blobConcurrency: 4,
+    linkMode: 'hardlink',
+    logger: { info: () => {}, warn: () => {} },
+    env: { DOCKER_CONFIG: path.join(project, 'no-docker-config') },
+  });
+}
+
+/** Requests of each kind, as the deploy summary counts them. */
+type Counts = S3RequestCounts;
+
+/** The kind of an S3 request, from what was sent (independent of the client's own counters). */
+function kindOf(method: string, url: string): keyof Counts {
+  const q = new URL(url, 'http://x').searchParams;
+  if (method === 'HEAD') return 'head';
+  if (method === 'GET') return q.get('list-type') === '2' ? 'list' : 'get';
+  if (method === 'POST' || q.has('uploadId')) return 'multipart';
+  return method === 'PUT' ? 'put' : 'delete';
+}
+
+interface Front {
+  endpoint: string;
+  /** `METHOD url` of every request that reached the front, in order. */
+  seen: string[];
+  /** Request body bytes received. */
+  bytesIn: number;
+  counts(): Counts;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A front for s3rver that records every request the store is sent (what deploy really costs,
+ * observed on the wire) and forwards it, unless `intercept` answers it itself (returns true).
+ */
+async function startFront(intercept?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean): Promise<Front> {
+  const target = new URL(s3Url);
+  const seen: string[] = [];
+  let bytesIn = 0;
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    req.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
+    if (intercept?.(req, res)) return;
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    // An upstream reset must answer 502 (or drop this connection), never crash the worker.
+    up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    seen,
+    get bytesIn() {
+      return bytesIn;
+    },
+    counts() {
+      const c: Counts = { list: 0, head: 0, get: 0, put: 0, delete: 0, multipart: 0 };
+      for (const line of seen) {
+        const [method, url] = line.split(' ') as [string, string];
+        c[kindOf(method, url)]++;
+      }
+      return c;
+    },
+    reset() {
+      seen.length = 0;
+      bytesIn = 0;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** The request counts a deploy printed on its last line. */
+function printedCounts(out: string): Counts {
+  const m = /requests: (\d+) list, (\d+) head, (\d+) get, (\d+) put, (\d+) delete, (\d+) multipart;/u.exec(out);
+  if (!m) throw new Error(`no request counts in: ${out}`);
+  const [list, head, get, put, del, multipart] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  return { list, head, get, put, delete: del, multipart };
+}
+
 beforeAll(async () => {
   requireTool('docker-registry');
   project = makeTempDir('rsh-deploy-');
@@ -115,6 +220,7 @@ beforeAll(async () => {
   }
   // s3rver looks the access key id up in its account registry: give it credentials of our own.
   (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(ACCESS_KEY, SECRET);
+  desForS3rver();
   s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: path.join(project, 's3'), silent: true, configureBuckets: [{ name: BUCKET }] });
   s3Url = `http://127.0.0.1:${(await s3.run()).port}`;
   client = new S3Client({
@@ -139,18 +245,7 @@ beforeAll(async () => {
       { source: `oci:${path.join(REPO, 'example/hello')}:1.0`, name: 'hello', tags: ['1.0', 'latest'] },
     ],
   };
-  writeFileSync(path.join(project, 'images.json'), JSON.stringify(images));
-  await buildRegistry({
-    images: path.join(project, 'images.json'),
-    outputDir: site,
-    cacheDir: path.join(project, 'cache'),
-    hosts: [],
-    imageConcurrency: 2,
-    blobConcurrency: 4,
-    linkMode: 'hardlink',
-    logger: { info: () => {}, warn: () => {} },
-    env: { DOCKER_CONFIG: path.join(project, 'no-docker-config') },
-  });
+  await buildSite('images.json', images, site, 'cache');
   proxy = await startProxy();
   proxyHost = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
   const started = await daemon;
@@ -417,29 +512,18 @@ describe('deploy to an S3-compatible store', () => {
   });
 
   it('a store refusing the `v2/` key (MinIO) gets a warning, not a failed deploy', async () => {
-    const target = new URL(s3Url);
     // Answers like MinIO does for a non-empty object whose key ends in `/`; forwards the rest.
-    const minioish = http.createServer((req, res) => {
-      if (req.method === 'PUT' && req.url?.endsWith('/v2/')) {
-        res.writeHead(400, { 'content-type': 'application/xml' }).end('<Error><Code>XMinioInvalidObjectName</Code><Message>Object name contains a trailing slash.</Message></Error>');
-        return;
-      }
-      const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      // An upstream reset must answer 502 (or drop this connection), never crash the worker.
-      up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
-      req.pipe(up);
+    const minioish = await startFront((req, res) => {
+      if (req.method !== 'PUT' || !req.url?.endsWith('/v2/')) return false;
+      res.writeHead(400, { 'content-type': 'application/xml' }).end('<Error><Code>XMinioInvalidObjectName</Code><Message>Object name contains a trailing slash.</Message></Error>');
+      return true;
     });
-    await new Promise<void>((r) => minioish.listen(0, '127.0.0.1', r));
     try {
       let out = '';
       const io: CliIO = { stdout: (t) => (out += t), stderr: (t) => (out += t), untilStopped: () => new Promise(() => {}) };
       const saved = { ...process.env };
       Object.assign(process.env, { AWS_ACCESS_KEY_ID: ACCESS_KEY, AWS_SECRET_ACCESS_KEY: SECRET });
-      const endpoint = `http://127.0.0.1:${(minioish.address() as { port: number }).port}`;
-      const code = await main(['deploy', `s3://${BUCKET}/minioish`, site, '--endpoint-url', endpoint], io).finally(() => {
+      const code = await main(['deploy', `s3://${BUCKET}/minioish`, site, '--endpoint-url', minioish.endpoint], io).finally(() => {
         for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
           if (saved[k] === undefined) delete process.env[k];
           else process.env[k] = saved[k];
@@ -450,7 +534,7 @@ describe('deploy to an S3-compatible store', () => {
       expect(out).toMatch(/warning: the store refused minioish\/v2\/ .*XMinioInvalidObjectName/u);
       expect(await client.head('minioish/v2/index.html')).toBeDefined();
     } finally {
-      await new Promise((r) => minioish.close(r));
+      await minioish.close();
     }
   });
 
@@ -460,10 +544,10 @@ describe('deploy to an S3-compatible store', () => {
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/403/u);
     expect(bad.err).toMatch(/hint:/u);
-    // A dry run cannot tell refused credentials from missing objects (403 on HEAD): it says so.
+    // A dry run lists first: refused credentials fail there, named, before anything else.
     const dry = await deployCli(['--dry-run'], { AWS_ACCESS_KEY_ID: 'AKIDUNKNOWNKEY' });
-    expect(dry.code, dry.err).toBe(0);
-    expect(dry.out).toMatch(/warning: \d+ objects answered 403/u);
+    expect(dry.code).toBe(1);
+    expect(dry.err).toMatch(/LIST s3:\/\/registry\/mirror\/v2\/: 403 InvalidAccessKeyId/u);
     const text = allOutput.join('\n');
     expect(text.length).toBeGreaterThan(0);
     for (const secret of [SECRET, SESSION]) expect(text).not.toContain(secret);
@@ -548,6 +632,241 @@ describe('deploy to an S3-compatible store', () => {
   });
 });
 
+describe('the cost of a redeploy', () => {
+  const COST = 'cost';
+  const recordKey = `${COST}/v2/.registrish-deploy.json`;
+  const target = `s3://${BUCKET}/${COST}`;
+  let costSite: string;
+  let front: Front;
+  /** Keys the build publishes (`v2/` included). */
+  let objects: number;
+  /** The record after the first deploy: stale once a tag moved. */
+  let staleRecord: string;
+  /** Keys the tag move changed. */
+  let moved: string[];
+
+  const image = (text: string) => buildManifest({ format: 'oci', platform: { os: 'linux', architecture: 'amd64' }, layers: [makeLayer([{ name: 'f.txt', content: text }])] });
+  const build = () =>
+    buildSite('cost-images.json', { images: [{ source: `${up.host}/cost/app`, tags: ['1.0', '2.0'] }, `${up.host}/cost/base:1.0`] }, costSite, 'cost-cache');
+  const put = (key: string, data: Buffer, headers: Record<string, string>) => client.put(key, { kind: 'buffer', data }, createHash('sha256').update(data).digest('hex'), headers);
+
+  /** Key → what the build wants stored there (bytes and type). */
+  async function wanted(): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const p of await readPathsFile(costSite)) {
+      const bytes = readFileSync(path.join(costSite, p.file));
+      const v = `${createHash('sha256').update(bytes).digest('hex')} ${p.contentType} ${bytes.length}`;
+      out.set(`${COST}/${p.file}`, v);
+      if (p.kind === 'base') out.set(`${COST}/v2/`, v);
+    }
+    return out;
+  }
+
+  /** A deploy through the counting front: what it printed must be what the store was sent. */
+  async function measured(args: string[]): Promise<{ out: string; err: string; seen: Counts; uploaded: string[]; deleted: string[] }> {
+    front.reset();
+    const r = await deployCli(args, {}, { target, dir: costSite, endpoint: front.endpoint });
+    expect(r.code, r.err).toBe(0);
+    const seen = front.counts();
+    expect(printedCounts(r.out)).toEqual(seen);
+    const keys = (verb: string) =>
+      r.out
+        .split('\n')
+        .filter((l) => l.startsWith(`${verb} s3://${BUCKET}/`))
+        .map((l) => l.slice(`${verb} s3://${BUCKET}/`.length).replace(/ \(.*$/u, ''))
+        .sort();
+    return { ...r, seen, uploaded: keys('upload'), deleted: keys('delete') };
+  }
+  const only = (c: Partial<Counts>): Counts => ({ list: 0, head: 0, get: 0, put: 0, delete: 0, multipart: 0, ...c });
+
+  beforeAll(async () => {
+    costSite = path.join(project, 'cost-site');
+    await pushImage(up.url, 'cost/app', '1.0', image('app 1.0'));
+    await pushImage(up.url, 'cost/app', '2.0', image('app 2.0'));
+    await pushImage(up.url, 'cost/base', '1.0', image('base 1.0'));
+    await build();
+    objects = (await wanted()).size;
+    front = await startFront();
+  });
+  afterAll(async () => {
+    await front?.close();
+  });
+
+  it('a first deploy: one listing page, every object, then the record, last', async () => {
+    const r = await measured([]);
+    expect(r.uploaded).toHaveLength(objects);
+    // Nothing listed yet, so no record to read; one page holds up to 1000 keys.
+    expect(r.seen).toEqual(only({ list: 1, put: objects + 1 }));
+    expect(front.seen.at(-1)).toBe(`PUT /${BUCKET}/${recordKey}`);
+    const record = parseRecord((await client.get(recordKey))!)!;
+    expect(record.size).toBe(objects);
+    // Each entry holds the ETag the listing shows.
+    const listed = await client.listObjects(`${COST}/v2/`);
+    expect(listed).toHaveLength(objects + 1);
+    for (const o of listed.filter((x) => x.key !== recordKey)) expect(record.get(o.key.slice(COST.length + 1))?.etag, o.key).toBe(o.etag);
+  });
+
+  it('nothing changed: one listing and one GET of the record, nothing else', async () => {
+    staleRecord = (await client.get(recordKey))!;
+    const r = await measured([]);
+    expect(r.seen).toEqual(only({ list: Math.ceil((objects + 1) / 1000), get: 1 }));
+    expect(r.uploaded).toEqual([]);
+    expect(r.out).toMatch(new RegExp(`uploaded 0 objects \\(0\\.0 MiB\\), ${objects} already up to date`, 'u'));
+  });
+
+  it('one tag moved: only what changed is uploaded, with no HEAD, and --delete reuses the listing', async () => {
+    const before = await wanted();
+    await pushImage(up.url, 'cost/app', '2.0', image('app 2.0, rebuilt'));
+    await build();
+    const after = await wanted();
+    moved = [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k).sort();
+    const gone = [...before.keys()].filter((k) => !after.has(k)).sort();
+    // The tag, its manifest by digest, its layer and its config; the tag list and catalog are unchanged.
+    expect(moved).toHaveLength(4);
+    expect(moved).toContain(`${COST}/v2/cost/app/manifests/2.0`);
+    expect(gone).toHaveLength(3);
+
+    const r = await measured(['--delete']);
+    expect(r.uploaded).toEqual(moved);
+    expect(r.deleted).toEqual(gone);
+    expect(r.seen).toEqual(only({ list: 1, get: 1, put: moved.length + 1, delete: gone.length }));
+    // Bytes sent: the changed objects and the record, nothing more.
+    const sizes = moved.map((k) => Number(after.get(k)!.split(' ')[2]));
+    const record = (await client.get(recordKey))!;
+    expect(front.bytesIn).toBe(sizes.reduce((a, b) => a + b, 0) + Buffer.byteLength(record));
+    objects = after.size;
+  });
+
+  it('listing pages: n keys cost ceil(n / page size) LISTs', async () => {
+    const listed = (await client.listObjects(`${COST}/v2/`)).length;
+    const pageSize = listed % 7 === 0 ? 6 : 7;
+    front.reset();
+    const summary = await deploy({
+      dir: costSite,
+      target: { bucket: BUCKET, prefix: `${COST}/` },
+      endpoint: new URL(front.endpoint),
+      region: 'us-east-1',
+      credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
+      pathStyle: true,
+      delete: false,
+      dryRun: false,
+      concurrency: 4,
+      log: () => {},
+      listPageSize: pageSize,
+    });
+    expect(front.counts()).toEqual(only({ list: Math.ceil(listed / pageSize), get: 1 }));
+    expect(summary.requests).toEqual(front.counts());
+    expect(front.seen.filter((l) => l.includes('continuation-token='))).toHaveLength(Math.ceil(listed / pageSize) - 1);
+  });
+
+  it('no record: each listed object is checked by one HEAD, none uploaded, and the record is written again', async () => {
+    await client.delete(recordKey);
+    const r = await measured([]);
+    expect(r.uploaded).toEqual([]);
+    expect(r.seen).toEqual(only({ list: 1, head: objects, put: 1 }));
+    expect((await measured([])).seen).toEqual(only({ list: 1, get: 1 }));
+  });
+
+  it('a stale record (from before the tag moved): only what changed since is checked by HEAD', async () => {
+    await put(recordKey, Buffer.from(staleRecord), { 'content-type': 'application/json' });
+    const r = await measured([]);
+    expect(r.uploaded).toEqual([]);
+    expect(r.seen).toEqual(only({ list: 1, get: 1, head: moved.length, put: 1 }));
+  });
+
+  it('a record that is not ours is ignored with a warning: one HEAD per object', async () => {
+    await put(recordKey, Buffer.from('{"version":1,"headers":[],"objects":{"v2/x":["e",1,0,1]}}'), { 'content-type': 'application/json' });
+    const r = await measured([]);
+    expect(r.out).toMatch(/warning: the deploy record s3:\/\/registry\/cost\/v2\/\.registrish-deploy\.json is not one registrish writes/u);
+    expect(r.uploaded).toEqual([]);
+    expect(r.seen).toEqual(only({ list: 1, get: 1, head: objects, put: 1 }));
+  });
+
+  it('an object rewritten behind our back is uploaded again: other bytes, or the same bytes with another Content-Type', async () => {
+    const list = `${COST}/v2/cost/app/tags/list`;
+    await put(list, Buffer.from('{"name":"cost/app","tags":[]}'), { 'content-type': 'application/json' });
+    const before = await client.get(recordKey);
+    const r1 = await measured([]);
+    expect(r1.uploaded).toEqual([list]);
+    // Stored again as the record says (same ETag): the record changes only if the second did.
+    const rewritten = (await client.get(recordKey)) !== before;
+    expect(r1.seen).toEqual(only({ list: 1, get: 1, head: 1, put: rewritten ? 2 : 1 }));
+
+    // Same bytes, other Content-Type: the ETag (an MD5 of the bytes) stays, LastModified moves.
+    const tag = `${COST}/v2/cost/app/manifests/2.0`;
+    const find = async () => (await client.listObjects(tag)).find((o) => o.key === tag)!;
+    const was = await find();
+    await sleep(1100); // LastModified counts whole seconds
+    const bytes = readFileSync(path.join(costSite, 'v2/cost/app/manifests/2.0'));
+    await put(tag, bytes, { 'content-type': 'application/octet-stream', 'cache-control': MUTABLE_CACHE, 'x-amz-meta-digest': `sha256:${createHash('sha256').update(bytes).digest('hex')}` });
+    const now = await find();
+    expect(now.etag).toBe(was.etag);
+    expect(now.lastModified).toBeGreaterThan(was.lastModified);
+    const r2 = await measured([]);
+    expect(r2.uploaded).toEqual([tag]);
+    expect(r2.seen).toEqual(only({ list: 1, get: 1, head: 1, put: 2 }));
+    expect((await client.head(tag))?.contentType).toBe('application/vnd.oci.image.manifest.v1+json');
+  });
+
+  it('a changed --acl uploads every object again, without a HEAD; the same --acl again, nothing', async () => {
+    const acl = await measured(['--acl', 'public-read']);
+    expect(acl.uploaded).toHaveLength(objects);
+    expect(acl.seen).toEqual(only({ list: 1, get: 1, put: objects + 1 }));
+    expect((await client.head(`${COST}/v2/_catalog`))?.meta['acl']).toBe('public-read');
+    expect((await measured(['--acl', 'public-read'])).seen).toEqual(only({ list: 1, get: 1 }));
+    const none = await measured([]);
+    expect(none.uploaded).toHaveLength(objects);
+    expect(none.seen).toEqual(only({ list: 1, get: 1, put: objects + 1 }));
+  });
+
+  it('an object missing from the listing is uploaded without a HEAD; --dry-run says so and writes nothing', async () => {
+    const blob = [...(await wanted()).keys()].find((k) => k.includes('/blobs/'))!;
+    await client.delete(blob);
+    const dry = await measured(['--dry-run']);
+    expect(dry.out).toMatch(/dry run: would upload 1 objects/u);
+    expect(dry.seen).toEqual(only({ list: 1, get: 1 }));
+    const before = await client.get(recordKey);
+    const r = await measured([]);
+    expect(r.uploaded).toEqual([blob]);
+    // The record is written again only if it changed: not when the blob is stored again within the same second.
+    const rewritten = (await client.get(recordKey)) !== before;
+    expect(r.seen).toEqual(only({ list: 1, get: 1, put: rewritten ? 2 : 1 }));
+  });
+
+  it('without s3:ListBucket (listing refused): one HEAD per object, as before; --delete refuses', async () => {
+    let denyHeads = false;
+    const denied = (res: http.ServerResponse) =>
+      res.writeHead(403, { 'content-type': 'application/xml' }).end('<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+    const denying = await startFront((req, res) => {
+      if (req.method === 'GET' && req.url?.includes('list-type=2')) return denied(res), true;
+      if (denyHeads && req.method === 'HEAD') return res.writeHead(403).end(), true;
+      return false;
+    });
+    try {
+      const r = await deployCli([], {}, { target, dir: costSite, endpoint: denying.endpoint });
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/warning: listing s3:\/\/registry\/cost\/v2\/ was refused/u);
+      expect(r.out).toMatch(/uploaded 0 objects/u);
+      expect(printedCounts(r.out)).toEqual(denying.counts());
+      expect(denying.counts()).toEqual(only({ list: 1, head: objects, put: 1 }));
+
+      // A dry run cannot tell a missing object from refused credentials by a HEAD's 403: it says so.
+      denyHeads = true;
+      const dry = await deployCli(['--dry-run'], {}, { target, dir: costSite, endpoint: denying.endpoint });
+      expect(dry.code, dry.err).toBe(0);
+      expect(dry.out).toMatch(new RegExp(`warning: ${objects} objects answered 403`, 'u'));
+
+      denying.reset();
+      const del = await deployCli(['--delete'], {}, { target, dir: costSite, endpoint: denying.endpoint });
+      expect(del.code).toBe(1);
+      expect(del.err).toMatch(/LIST s3:\/\/registry\/cost\/v2\/: 403 AccessDenied[\s\S]*hint: .*s3:ListBucket/u);
+      expect(denying.counts()).toEqual(only({ list: 1 }));
+    } finally {
+      await denying.close();
+    }
+  });
+});
+
 describe('S3 client', () => {
   it('streams a large file from disk and refuses one over 5 GiB before sending anything', async () => {
     const { createHash, randomBytes } = await import('node:crypto');
@@ -583,13 +902,18 @@ describe('S3 client', () => {
       partSize: 5 * 1024 * 1024,
     });
     const headers = { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_CACHE, 'x-amz-meta-digest': `sha256:${sha}` };
-    await parted.putFile('parts/blob', file, data.length, sha, headers);
+    const stored = await parted.putFile('parts/blob', file, data.length, sha, headers);
+    // What the deploy record keeps: the ETag CompleteMultipartUpload answered is the one listings show.
+    expect(stored.etag).toMatch(/^[0-9a-f-]{32,}$/u);
+    expect(stored.etag).toBe((await parted.listObjects('parts/blob'))[0]?.etag);
+    expect(stored.date).toBeGreaterThan(Date.now() - 60_000);
     const info = await parted.head('parts/blob');
     expect(info?.size).toBe(data.length);
     expect(info?.meta['digest']).toBe(`sha256:${sha}`);
     expect(info?.cacheControl).toBe(IMMUTABLE_CACHE);
     expect(sent.filter((r) => /^PUT .*partNumber=\d+&uploadId=/u.test(r))).toHaveLength(3);
     expect(sent.filter((r) => r.startsWith('POST '))).toHaveLength(2);
+    expect(parted.requests).toEqual({ list: 1, head: 1, get: 0, put: 0, delete: 0, multipart: 5 });
     const res = await fetch(`${s3Url}/${BUCKET}/parts/blob`);
     expect(createHash('sha256').update(Buffer.from(await res.arrayBuffer())).digest('hex')).toBe(sha);
   });
@@ -624,28 +948,18 @@ describe('S3 client', () => {
 
   it('retries 503 answers and connection resets', async () => {
     const seen = new Map<string, number>();
-    const target = new URL(s3Url);
     // Fails the first attempt of every request (503, or a dropped connection for PUTs), then forwards.
-    const flaky = http.createServer((req, res) => {
+    const flaky = await startFront((req, res) => {
       const id = `${req.method} ${req.url}`;
       const n = (seen.get(id) ?? 0) + 1;
       seen.set(id, n);
-      if (n === 1) {
-        if (req.method === 'PUT') req.socket.destroy();
-        else res.writeHead(503).end();
-        return;
-      }
-      const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      // An upstream reset must answer 502 (or drop this connection), never crash the worker.
-      up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
-      req.pipe(up);
+      if (n > 1) return false;
+      if (req.method === 'PUT') req.socket.destroy();
+      else res.writeHead(503).end();
+      return true;
     });
-    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
     const retrying = new S3Client({
-      endpoint: new URL(`http://127.0.0.1:${(flaky.address() as { port: number }).port}`),
+      endpoint: new URL(flaky.endpoint),
       region: 'us-east-1',
       bucket: BUCKET,
       credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
@@ -661,7 +975,7 @@ describe('S3 client', () => {
       expect(await retrying.list('retry/')).toEqual(['retry/obj']);
       expect([...seen.values()].every((n) => n === 2)).toBe(true);
     } finally {
-      await new Promise((r) => flaky.close(r));
+      await flaky.close();
     }
   });
 });

@@ -1,5 +1,6 @@
 import { intOption, parseCommandArgs, UsageError, type CliIO } from '../cli/args.ts';
 import { RegistrishError } from '../util/errors.ts';
+import { formatBytes } from '../util/format.ts';
 import { redact } from '../util/redact.ts';
 import { badSegment, deploy, type DeployTarget } from './deploy.ts';
 import type { S3Credentials } from './s3-client.ts';
@@ -11,8 +12,10 @@ export const DEPLOY_USAGE = `Usage: registrish deploy s3://bucket[/prefix] [dir]
 
 Uploads the registry a build wrote to dir (default: _site) to an S3-compatible object store
 (AWS S3, Cloudflare R2, Scaleway, MinIO, …), with each object's exact Content-Type and
-Cache-Control. Objects already there with the same digest are skipped; nothing is deleted
-unless --delete is given. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+Cache-Control. Objects already there with the same digest and headers are skipped, known from
+one listing and the record the last deploy left in <prefix>/v2/.registrish-deploy.json (a HEAD
+only where they cannot tell); nothing is deleted unless --delete is given. The last line counts
+the requests sent, by type. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
 AWS_SESSION_TOKEN; region: --region, AWS_REGION or AWS_DEFAULT_REGION (default us-east-1);
 endpoint: --endpoint-url or AWS_ENDPOINT_URL (default AWS).
 
@@ -98,9 +101,12 @@ export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.Proce
   });
   const mib = (summary.bytes / 1024 / 1024).toFixed(1);
   const what = values['dry-run'] ? 'dry run: would upload' : 'uploaded';
+  const r = summary.requests;
   io.stdout(
     `registrish: ${what} ${summary.uploaded.length} objects (${mib} MiB), ${summary.skipped} already up to date` +
-      `${values.delete ? `, ${values['dry-run'] ? 'would delete' : 'deleted'} ${summary.deleted.length}` : ''} — s3://${target.bucket}/${target.prefix}\n`,
+      `${values.delete ? `, ${values['dry-run'] ? 'would delete' : 'deleted'} ${summary.deleted.length}` : ''} — s3://${target.bucket}/${target.prefix}` +
+      ` — requests: ${r.list} list, ${r.head} head, ${r.get} get, ${r.put} put, ${r.delete} delete, ${r.multipart} multipart;` +
+      ` ${formatBytes(summary.sentBytes)} sent, ${formatBytes(summary.receivedBytes)} received\n`,
   );
   return 0;
 }

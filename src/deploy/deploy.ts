@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import type { Dispatcher } from 'undici';
 import { UsageError } from '../cli/args.ts';
 import { createAgent } from '../http/transport.ts';
 import { isIndexType } from '../model/media-types.ts';
@@ -10,11 +11,14 @@ import { headersFor } from '../publish/headers.ts';
 import { readPathsFile } from '../publish/paths-file.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { HttpError, RegistrishError } from '../util/errors.ts';
-import { S3Client, type S3Credentials } from './s3-client.ts';
+import { parseRecord, RECORD_FILE, sameContent, serializeRecord, storedSame, type DeployRecord, type RecordEntry } from './record.ts';
+import { S3Client, type S3Credentials, type S3ListedObject, type S3ObjectInfo, type S3RequestCounts } from './s3-client.ts';
 
 // Uploads a built registry to an S3-compatible store with each object's Content-Type and
 // Cache-Control from headersFor(), skipping objects already there with the same digest, in an
-// order that never exposes a tag before its content. Argument handling is in command.ts.
+// order that never exposes a tag before its content. What is already there comes from one listing
+// and the deploy record (record.ts); a HEAD only where they cannot tell. Argument handling is in
+// command.ts.
 
 export interface DeployTarget {
   bucket: string;
@@ -72,13 +76,25 @@ export interface DeployOptions {
   log: (line: string) => void;
   /** Retry delay base (tests make it short). */
   retryBaseMs?: number;
+  /** Keys per listing page (default: the store's, 1000 on S3); tests make it small to see the pages. */
+  listPageSize?: number;
+  /** Sees every request sent (the benchmark counts them on the wire, as bench/build.mjs does). */
+  interceptor?: Dispatcher.DispatcherComposeInterceptor;
 }
 
 export interface DeploySummary {
   uploaded: string[];
   skipped: number;
   deleted: string[];
+  /** Bytes of the objects uploaded (what `uploaded` names). */
   bytes: number;
+  /** Requests sent, by kind, retries included. */
+  requests: S3RequestCounts;
+  /** Request body bytes sent (objects, the record, retries) and response body bytes read (listings, the record). */
+  sentBytes: number;
+  receivedBytes: number;
+  /** The deploy record: written, unchanged (so not written again), or not written (dry run, failure). */
+  record: 'written' | 'unchanged' | 'not written';
 }
 
 /** Object metadata header carrying the content's sha256, compared on the next deploy. */
@@ -142,7 +158,7 @@ async function hashFile(file: string): Promise<string> {
 }
 
 /** Same bytes (digest and size) and same headers: nothing to do. */
-function upToDate(u: Upload, info: Awaited<ReturnType<S3Client['head']>>): boolean {
+function upToDate(u: Upload, info: S3ObjectInfo | undefined): boolean {
   if (!info) return false;
   return (
     info.meta['digest'] === `sha256:${u.sha256}` &&
@@ -153,6 +169,18 @@ function upToDate(u: Upload, info: Awaited<ReturnType<S3Client['head']>>): boole
   );
 }
 
+/** The headers a record entry keeps: all but the digest metadata, which is `sha256:<sha256>`. */
+function recordedHeaders(u: Upload): Record<string, string> {
+  const { [DIGEST_META]: _digest, ...rest } = u.headers;
+  return rest;
+}
+
+/** A record entry for an object just stored (or found up to date by a HEAD), when the store said enough. */
+function entryFor(u: Upload, etag: string | undefined, storedMs: number | undefined): RecordEntry | undefined {
+  if (!etag || storedMs === undefined) return undefined;
+  return { etag, size: u.size, sha256: u.sha256, headers: recordedHeaders(u), stored: Math.floor(storedMs / 1000) };
+}
+
 /** Delete the tags first and the blobs last, so a reader never sees a tag whose content is gone. */
 function deleteRank(key: string): number {
   if (/\/blobs\/[^/]+$/u.test(key)) return 2;
@@ -160,36 +188,105 @@ function deleteRank(key: string): number {
   return 0;
 }
 
+/**
+ * What to do about one object: `skip` (the listing and the record show it is as wanted), `put`
+ * (absent from the listing, or the record shows other bytes or headers), `head` (nothing else tells).
+ */
+function decide(u: Upload, prefix: string, listed: Map<string, S3ListedObject> | undefined, record: DeployRecord | undefined): { action: 'skip' | 'put' | 'head'; entry?: RecordEntry } {
+  // No listing (refused): a HEAD per object, as before the record existed.
+  if (!listed) return { action: 'head' };
+  const l = listed.get(u.key);
+  if (!l) return { action: 'put' };
+  const entry = record?.get(u.key.slice(prefix.length));
+  if (!entry || !storedSame(entry, l)) return { action: 'head' };
+  return sameContent(entry, { sha256: u.sha256, size: u.size, headers: recordedHeaders(u) }) ? { action: 'skip', entry } : { action: 'put' };
+}
+
+/** A 403 AccessDenied on the listing: credentials without s3:ListBucket, which HEADs can do without. */
+function listingRefused(err: unknown): boolean {
+  return err instanceof HttpError && err.status === 403 && /\bAccessDenied\b/u.test(err.message);
+}
+
 export async function deploy(o: DeployOptions): Promise<DeploySummary> {
   const uploads = await planUploads(o.dir, o.target.prefix, o.acl);
-  const dispatcher = createAgent({ connections: Math.max(2, o.concurrency) });
+  const agent = createAgent({ connections: Math.max(2, o.concurrency) });
   const client = new S3Client({
     endpoint: o.endpoint,
     region: o.region,
     bucket: o.target.bucket,
     credentials: o.credentials,
     pathStyle: o.pathStyle,
-    dispatcher,
+    dispatcher: o.interceptor ? agent.compose(o.interceptor) : agent,
     retryBaseMs: o.retryBaseMs,
   });
-  const summary: DeploySummary = { uploaded: [], skipped: 0, deleted: [], bytes: 0 };
+  const summary: DeploySummary = {
+    uploaded: [],
+    skipped: 0,
+    deleted: [],
+    bytes: 0,
+    requests: client.requests,
+    sentBytes: 0,
+    receivedBytes: 0,
+    record: 'not written',
+  };
   const verb = o.dryRun ? 'would upload' : 'upload';
+  const where = `s3://${o.target.bucket}/${o.target.prefix}`;
+  const recordKey = o.target.prefix + RECORD_FILE;
   try {
+    // One listing of the registry tree serves both the up-to-date decisions and --delete.
+    let listed: Map<string, S3ListedObject> | undefined;
+    try {
+      const objects = await client.listObjects(`${o.target.prefix}v2/`, { maxKeys: o.listPageSize });
+      listed = new Map(objects.map((x) => [x.key, x]));
+    } catch (err) {
+      if (o.delete || !listingRefused(err)) throw err;
+      o.log(`warning: listing ${where}v2/ was refused (no s3:ListBucket): checking every object with a HEAD instead; grant s3:ListBucket for a cheaper deploy`);
+    }
+    let record: DeployRecord | undefined;
+    let recordText: string | undefined;
+    if (listed?.has(recordKey)) {
+      try {
+        recordText = await client.get(recordKey);
+      } catch (err) {
+        o.log(`warning: could not read the deploy record s3://${o.target.bucket}/${recordKey} (${err instanceof Error ? err.message : String(err)}); checking the objects it would have vouched for`);
+      }
+      record = recordText === undefined ? undefined : parseRecord(recordText);
+      if (recordText !== undefined && !record) o.log(`warning: the deploy record s3://${o.target.bucket}/${recordKey} is not one registrish writes; ignoring it`);
+    }
+    // What this deploy knows it stored (or found as wanted): the next deploy's record.
+    const next: DeployRecord = new Map();
+
     // Phase by phase: everything of one phase is stored before the next one starts.
     for (const phase of [0, 1, 2, 3, 4]) {
       await mapLimit(
         uploads.filter((u) => u.phase === phase),
         o.concurrency,
         async (u) => {
-          if (upToDate(u, await client.head(u.key))) {
+          const rel = u.key.slice(o.target.prefix.length);
+          const d = decide(u, o.target.prefix, listed, record);
+          if (d.action === 'skip') {
+            next.set(rel, d.entry!);
             summary.skipped++;
             return;
+          }
+          if (d.action === 'head') {
+            const info = await client.head(u.key);
+            if (upToDate(u, info)) {
+              const entry = entryFor(u, info!.etag, info!.lastModified);
+              if (entry) next.set(rel, entry);
+              summary.skipped++;
+              return;
+            }
           }
           if (!o.dryRun) {
             try {
               // Small files are read whole; blobs are streamed from disk on each attempt (multipart when large).
-              if (u.size <= 1024 * 1024) await client.put(u.key, { kind: 'buffer', data: await readFile(u.file) }, u.sha256, u.headers);
-              else await client.putFile(u.key, u.file, u.size, u.sha256, u.headers);
+              const stored =
+                u.size <= 1024 * 1024
+                  ? await client.put(u.key, { kind: 'buffer', data: await readFile(u.file) }, u.sha256, u.headers)
+                  : await client.putFile(u.key, u.file, u.size, u.sha256, u.headers);
+              const entry = entryFor(u, stored.etag, stored.date);
+              if (entry) next.set(rel, entry);
             } catch (err) {
               if (!(u.optional && err instanceof HttpError && err.status >= 400 && err.status < 500)) throw err;
               o.log(`warning: the store refused ${u.key} (${err.message}); GET /v2/ then works only through a website endpoint or CDN serving v2/index.html`);
@@ -208,10 +305,11 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
         `warning: ${client.forbiddenHeads} objects answered 403: missing (without s3:ListBucket S3 cannot say 404), or the credentials are refused; a real deploy will tell`,
       );
     }
-    if (o.delete) {
-      // Only the registry tree is ours: the rest of the bucket (a web site, other prefixes) is left alone.
+    if (o.delete && listed) {
+      // Only the registry tree is ours: the rest of the bucket (a web site, other prefixes) is left
+      // alone. Objects that appeared since the listing are not ours to judge either.
       const wanted = new Set(uploads.map((u) => u.key));
-      const stale = (await client.list(`${o.target.prefix}v2/`)).filter((k) => !wanted.has(k));
+      const stale = [...listed.keys()].filter((k) => !wanted.has(k) && k !== recordKey);
       for (const rank of [0, 1, 2]) {
         await mapLimit(
           stale.filter((k) => deleteRank(k) === rank),
@@ -224,9 +322,28 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
         );
       }
     }
+    // Last, once everything else succeeded; not again when nothing changed. A failed write costs
+    // the next deploy HEADs, never a wrong skip: the record is a cache, so it is only a warning.
+    if (!o.dryRun) {
+      const text = serializeRecord(next);
+      if (text === recordText) summary.record = 'unchanged';
+      else {
+        const body = Buffer.from(text);
+        try {
+          await client.put(recordKey, { kind: 'buffer', data: body }, createHash('sha256').update(body).digest('hex'), {
+            'content-type': 'application/json',
+            'cache-control': 'no-store',
+          });
+          summary.record = 'written';
+        } catch (err) {
+          o.log(`warning: could not write the deploy record s3://${o.target.bucket}/${recordKey} (${err instanceof Error ? err.message : String(err)}); the next deploy will check each object with a HEAD`);
+        }
+      }
+    }
   } finally {
-    await dispatcher.close();
+    summary.sentBytes = client.sentBytes;
+    summary.receivedBytes = client.receivedBytes;
+    await agent.close();
   }
   return summary;
 }
-

@@ -6,7 +6,7 @@ import { HttpError, RegistrishError } from '../util/errors.ts';
 import { addSecret, redact } from '../util/redact.ts';
 import { Transport, type BodyFactory, type Method, type WriteMethod } from '../http/transport.ts';
 
-// A minimal S3 client, just the calls `deploy` needs (HEAD, PUT, DELETE, ListObjectsV2): signed
+// A minimal S3 client, just the calls `deploy` needs (HEAD, GET, PUT, DELETE, ListObjectsV2): signed
 // by aws4fetch's AwsV4Signer (not the AWS SDK: tens of MB for four calls), sent through the
 // shared Transport (retries, Retry-After, redirects, timeouts). Payloads are signed with their
 // real SHA-256: a blob's digest already *is* that hash, so signing costs no extra read, the store
@@ -43,7 +43,41 @@ export interface S3ObjectInfo {
   cacheControl?: string;
   /** Lower-cased `x-amz-meta-*` names, without the prefix. */
   meta: Record<string, string>;
+  /** Without quotes (normalizeEtag). */
+  etag?: string;
+  /** Last-Modified, ms since the epoch. */
+  lastModified?: number;
 }
+
+/** One object of a listing (ListObjectsV2 shows no headers nor metadata). */
+export interface S3ListedObject {
+  key: string;
+  size: number;
+  /** Without quotes (normalizeEtag). */
+  etag: string;
+  /** LastModified, ms since the epoch (NaN when the store sent none). */
+  lastModified: number;
+}
+
+/** What the store said when it stored an object: its ETag and the time of its answer. */
+export interface S3Stored {
+  /** Without quotes (normalizeEtag); undefined when the store sent none. */
+  etag?: string;
+  /** The answer's `Date` header, ms since the epoch: the object was stored no later than this. */
+  date?: number;
+}
+
+/** Requests sent, by kind (each attempt counts: a retried request counts twice). */
+export interface S3RequestCounts {
+  list: number;
+  head: number;
+  get: number;
+  put: number;
+  delete: number;
+  /** CreateMultipartUpload, UploadPart, CompleteMultipartUpload and AbortMultipartUpload. */
+  multipart: number;
+}
+export type S3RequestKind = keyof S3RequestCounts;
 
 /** A request body that can be produced again for each retry (a file is re-opened, never buffered). */
 export type S3Body =
@@ -58,6 +92,31 @@ const MIB = 1024 * 1024;
 const MAX_PARTS = 10_000;
 
 const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
+
+/** The fields of one `<Contents>` of a listing that deploy reads. */
+const LISTED_FIELDS = {
+  Key: /<Key>([\s\S]*?)<\/Key>/u,
+  Size: /<Size>([\s\S]*?)<\/Size>/u,
+  ETag: /<ETag>([\s\S]*?)<\/ETag>/u,
+  LastModified: /<LastModified>([\s\S]*?)<\/LastModified>/u,
+};
+
+/** An ETag as listings and answers spell it, without quotes (nor a weak `W/`), for comparison. */
+export function normalizeEtag(etag: string): string {
+  return etag.trim().replace(/^W\//u, '').replace(/^"(.*)"$/u, '$1');
+}
+
+function oneHeader(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** ETag and Date of a store's answer to a PUT or CompleteMultipartUpload. */
+function storedFrom(res: RawResponse, etagText?: string): S3Stored {
+  const etag = etagText ?? oneHeader(res.headers, 'etag');
+  const date = Date.parse(oneHeader(res.headers, 'date') ?? '');
+  return { etag: etag ? normalizeEtag(etag) : undefined, date: Number.isFinite(date) ? date : undefined };
+}
 
 /** RFC 3986 encoding as S3 wants it: everything but unreserved characters, `/` kept between segments. */
 export function encodeKey(key: string): string {
@@ -124,6 +183,11 @@ export class S3Client {
   private readonly transport: Transport;
   /** HEADs answered 403 (see head()). */
   forbiddenHeads = 0;
+  /** Every request sent (each attempt), by kind. */
+  readonly requests: S3RequestCounts = { list: 0, head: 0, get: 0, put: 0, delete: 0, multipart: 0 };
+  /** Request body bytes sent (each attempt), and response body bytes read. */
+  sentBytes = 0;
+  receivedBytes = 0;
 
   constructor(options: S3ClientOptions) {
     this.o = options;
@@ -155,7 +219,7 @@ export class S3Client {
   }
 
   async head(key: string): Promise<S3ObjectInfo | undefined> {
-    const res = await this.send('HEAD', this.objectUrl(key), {}, undefined, EMPTY_SHA256);
+    const res = await this.send('head', 'HEAD', this.objectUrl(key), {}, undefined, EMPTY_SHA256);
     if (res.status === 404) return undefined;
     // Without s3:ListBucket, S3 answers 403 for a missing key, and a HEAD answer has no body to
     // tell that from refused credentials: count it as missing, and let the PUT (whose error
@@ -166,39 +230,54 @@ export class S3Client {
     }
     if (res.status !== 200) throw this.fail('HEAD', key, res);
     const h = res.headers;
-    const one = (n: string): string | undefined => {
-      const v = h[n];
-      return Array.isArray(v) ? v[0] : v;
-    };
+    const one = (n: string): string | undefined => oneHeader(h, n);
     const meta: Record<string, string> = {};
     for (const [k, v] of Object.entries(h)) {
       if (k.toLowerCase().startsWith('x-amz-meta-') && v !== undefined) meta[k.toLowerCase().slice('x-amz-meta-'.length)] = String(v);
     }
-    return { size: Number(one('content-length') ?? -1), contentType: one('content-type'), cacheControl: one('cache-control'), meta };
+    const etag = one('etag');
+    const lastModified = Date.parse(one('last-modified') ?? '');
+    return {
+      size: Number(one('content-length') ?? -1),
+      contentType: one('content-type'),
+      cacheControl: one('cache-control'),
+      meta,
+      etag: etag ? normalizeEtag(etag) : undefined,
+      lastModified: Number.isFinite(lastModified) ? lastModified : undefined,
+    };
+  }
+
+  /** A small object's body as text; undefined when it does not exist. */
+  async get(key: string): Promise<string | undefined> {
+    const res = await this.send('get', 'GET', this.objectUrl(key), {}, undefined, EMPTY_SHA256);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw this.fail('GET', key, res);
+    return res.text;
   }
 
   /** Single PUT. `sha256Hex` is the payload's SHA-256 (signed: the store verifies the bytes). */
-  async put(key: string, body: S3Body, sha256: string, headers: Record<string, string>): Promise<void> {
+  async put(key: string, body: S3Body, sha256: string, headers: Record<string, string>): Promise<S3Stored> {
     const size = body.kind === 'buffer' ? body.data.length : body.kind === 'file' ? body.size : body.end - body.start + 1;
     if (size > MAX_SINGLE_PUT) {
       throw new RegistrishError(`${key}: ${size} bytes is over S3's 5 GiB limit for a single PUT`, {
         hint: 'Use putFile(), which switches to a multipart upload for large files.',
       });
     }
-    const res = await this.send('PUT', this.objectUrl(key), { ...headers, 'content-length': String(size) }, body, sha256);
+    const res = await this.send('put', 'PUT', this.objectUrl(key), { ...headers, 'content-length': String(size) }, body, sha256);
     if (res.status !== 200) throw this.fail('PUT', key, res);
+    return storedFrom(res);
   }
 
   /**
    * Uploads a file: one PUT up to the multipart threshold, else a multipart upload whose parts are
    * read from disk one at a time (each part is hashed, then streamed: never held in memory).
    */
-  async putFile(key: string, file: string, size: number, sha256: string, headers: Record<string, string>): Promise<void> {
+  async putFile(key: string, file: string, size: number, sha256: string, headers: Record<string, string>): Promise<S3Stored> {
     const threshold = this.o.multipartThreshold ?? 64 * MIB;
     if (size <= threshold) return this.put(key, { kind: 'file', path: file, size }, sha256, headers);
     // Few enough parts for S3's limit of 10,000, and never under its 5 MiB minimum.
     const partSize = Math.max(this.o.partSize ?? 64 * MIB, Math.ceil(size / MAX_PARTS), 5 * MIB);
-    const created = await this.send('POST', this.withQuery(key, { uploads: '' }), headers, undefined, EMPTY_SHA256);
+    const created = await this.send('multipart', 'POST', this.withQuery(key, { uploads: '' }), headers, undefined, EMPTY_SHA256);
     const uploadId = /<UploadId>([\s\S]*?)<\/UploadId>/u.exec(created.text)?.[1];
     if (created.status !== 200 || !uploadId) throw this.fail('CreateMultipartUpload', key, created);
     const id = xmlDecode(uploadId);
@@ -212,7 +291,7 @@ export class S3Client {
         const end = Math.min(size, start + partSize) - 1;
         const url = this.withQuery(key, { partNumber: String(n), uploadId: id });
         const hash = await hashRange(file, start, end, whole);
-        const res = await this.send('PUT', url, { 'content-length': String(end - start + 1) }, { kind: 'range', path: file, start, end }, hash);
+        const res = await this.send('multipart', 'PUT', url, { 'content-length': String(end - start + 1) }, { kind: 'range', path: file, start, end }, hash);
         const etag = res.headers['etag'];
         if (res.status !== 200 || typeof etag !== 'string') throw this.fail(`UploadPart ${n}`, key, res);
         etags.push(etag);
@@ -228,12 +307,14 @@ export class S3Client {
         etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${xmlEncode(e)}</ETag></Part>`).join('') +
         '</CompleteMultipartUpload>';
       const body = Buffer.from(xml);
-      const done = await this.send('POST', this.withQuery(key, { uploadId: id }), { 'content-type': 'application/xml', 'content-length': String(body.length) }, { kind: 'buffer', data: body }, sha256Hex(body));
+      const done = await this.send('multipart', 'POST', this.withQuery(key, { uploadId: id }), { 'content-type': 'application/xml', 'content-length': String(body.length) }, { kind: 'buffer', data: body }, sha256Hex(body));
       // S3 may answer 200 and put the failure in the body.
       if (done.status !== 200 || /<Error>/u.test(done.text)) throw this.fail('CompleteMultipartUpload', key, done);
+      const etag = /<ETag>([\s\S]*?)<\/ETag>/u.exec(done.text)?.[1];
+      return storedFrom(done, etag === undefined ? undefined : xmlDecode(etag));
     } catch (err) {
       // Parts left behind are billed until aborted.
-      await this.send('DELETE', this.withQuery(key, { uploadId: id }), {}, undefined, EMPTY_SHA256).catch(() => undefined);
+      await this.send('multipart', 'DELETE', this.withQuery(key, { uploadId: id }), {}, undefined, EMPTY_SHA256).catch(() => undefined);
       throw err;
     }
   }
@@ -247,33 +328,61 @@ export class S3Client {
   }
 
   async delete(key: string): Promise<void> {
-    const res = await this.send('DELETE', this.objectUrl(key), {}, undefined, EMPTY_SHA256);
+    const res = await this.send('delete', 'DELETE', this.objectUrl(key), {}, undefined, EMPTY_SHA256);
     if (res.status !== 204 && res.status !== 200 && res.status !== 404) throw this.fail('DELETE', key, res);
   }
 
   /** Every key under `prefix` (ListObjectsV2, all pages). */
   async list(prefix: string): Promise<string[]> {
-    const keys: string[] = [];
+    return (await this.listObjects(prefix)).map((o) => o.key);
+  }
+
+  /**
+   * Every object under `prefix`, with its size, ETag and LastModified (ListObjectsV2, all pages of
+   * `maxKeys`: 1000, the most S3 answers, unless a test asks for smaller pages).
+   */
+  async listObjects(prefix: string, opts: { maxKeys?: number } = {}): Promise<S3ListedObject[]> {
+    const objects: S3ListedObject[] = [];
     let token: string | undefined;
     for (;;) {
+      const query: Record<string, string> = { 'list-type': '2', prefix };
+      if (opts.maxKeys !== undefined) query['max-keys'] = String(opts.maxKeys);
+      if (token) query['continuation-token'] = token;
       const u = this.bucketUrl();
-      u.searchParams.set('list-type', '2');
-      u.searchParams.set('prefix', prefix);
-      if (token) u.searchParams.set('continuation-token', token);
-      // URLSearchParams encodes spaces as '+', which S3 reads as a literal '+': encode it ourselves.
-      u.search = [...u.searchParams.entries()].map(([k, v]) => `${encodeQueryPart(k)}=${encodeQueryPart(v)}`).join('&');
-      const res = await this.send('GET', u, {}, undefined, EMPTY_SHA256);
-      if (res.status !== 200) throw this.fail('LIST', prefix, res, 'Deleting needs s3:ListBucket on the bucket.');
-      for (const m of res.text.matchAll(/<Contents>[\s\S]*?<Key>([\s\S]*?)<\/Key>[\s\S]*?<\/Contents>/gu)) keys.push(xmlDecode(m[1]!));
+      // Encoded here, not by URLSearchParams: it writes spaces as '+', which S3 reads as a literal '+'.
+      u.search = Object.entries(query)
+        .map(([k, v]) => `${encodeQueryPart(k)}=${encodeQueryPart(v)}`)
+        .join('&');
+      const res = await this.send('list', 'GET', u, {}, undefined, EMPTY_SHA256);
+      if (res.status !== 200) throw this.fail('LIST', prefix, res, 'Listing needs s3:ListBucket on the bucket.');
+      for (const m of res.text.matchAll(/<Contents>([\s\S]*?)<\/Contents>/gu)) {
+        const field = (name: keyof typeof LISTED_FIELDS): string | undefined => LISTED_FIELDS[name].exec(m[1]!)?.[1];
+        const key = field('Key');
+        if (key === undefined) continue;
+        objects.push({
+          key: xmlDecode(key),
+          size: Number(field('Size') ?? -1),
+          etag: normalizeEtag(xmlDecode(field('ETag') ?? '')),
+          lastModified: Date.parse(field('LastModified') ?? ''),
+        });
+      }
       const truncated = /<IsTruncated>true<\/IsTruncated>/u.test(res.text);
       const next = /<NextContinuationToken>([\s\S]*?)<\/NextContinuationToken>/u.exec(res.text)?.[1];
-      if (!truncated || !next) return keys;
+      if (!truncated || !next) return objects;
       token = xmlDecode(next);
     }
   }
 
   /** One request, signed afresh on each attempt (x-amz-date changes); retries are the Transport's. */
-  private async send(method: Method | WriteMethod, url: URL, headers: Record<string, string>, body: S3Body | undefined, payloadHash: string): Promise<RawResponse> {
+  private async send(
+    kind: S3RequestKind,
+    method: Method | WriteMethod,
+    url: URL,
+    headers: Record<string, string>,
+    body: S3Body | undefined,
+    payloadHash: string,
+  ): Promise<RawResponse> {
+    const bodySize = body === undefined ? 0 : body.kind === 'buffer' ? body.data.length : body.kind === 'file' ? body.size : body.end - body.start + 1;
     try {
       const res = await this.transport.request(url, {
         method,
@@ -283,17 +392,23 @@ export class S3Client {
         // body cut off mid-way is retried like a failed request.
         readText: true,
         // The User-Agent is added after signing, as the AWS SDKs do: a proxy that rewrites it must not break the signature.
-        prepare: (req) =>
-          signV4({
+        // Called once per attempt: what is counted is what is sent, retries included.
+        prepare: (req) => {
+          this.requests[kind]++;
+          if (req.hasBody) this.sentBytes += bodySize;
+          return signV4({
             method: req.method,
             url: req.url,
             headers: req.headers,
             payloadHash: req.hasBody ? payloadHash : EMPTY_SHA256,
             region: this.o.region,
             credentials: this.o.credentials,
-          }),
+          });
+        },
       });
-      return { status: res.status, headers: res.headers, text: res.text ?? '' };
+      const text = res.text ?? '';
+      this.receivedBytes += Buffer.byteLength(text);
+      return { status: res.status, headers: res.headers, text };
     } catch (err) {
       // Redirect refusals carry no cause and a redacted URL: as they are.
       if (err instanceof HttpError) throw err;
