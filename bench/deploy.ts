@@ -7,7 +7,6 @@
 // checked against the deploy's own summary; wall time is deploy() in this process. Writes its
 // section of docs/performance.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,8 +20,9 @@ import { S3Client, type S3RequestCounts } from '../src/deploy/s3-client.ts';
 import { createAgent } from '../src/http/transport.ts';
 import type { PublishedPath } from '../src/model/published-path.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
+import { keystream, median, sha256, spread, writeSection } from './lib.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
+
 const BUCKET = 'bench';
 const KEY = { accessKeyId: 'AKIDREGISTRISHBENCH', secretAccessKey: 'bench-secret' };
 const REPOS = 64;
@@ -59,12 +59,9 @@ async function startS3rver(dir: string): Promise<{ url: string; child: ChildProc
 }
 
 /** Deterministic, incompressible bytes (AES-CTR keystream of the seed). */
-function bytesOf(seed: string, size: number): Buffer {
-  const c = createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16));
-  return c.update(Buffer.alloc(size));
-}
+const bytesOf = (seed: string, size: number): Buffer => keystream('deploy', seed).update(Buffer.alloc(size));
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = (b: Buffer): string => `sha256:${sha256(b)}`;
 
 /** A synthetic built tree: what a build writes under v2/, with its paths file. */
 class Tree {
@@ -182,7 +179,6 @@ interface Measured {
   wall: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const kib = (n: number) => (n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(2)} MiB`);
 
 async function main(): Promise<void> {
@@ -240,7 +236,7 @@ async function main(): Promise<void> {
     const r = results[i]!;
     const { summary, wire } = r[0]!;
     const walls = r.map((m) => m.wall);
-    return `| ${step.name} | ${KINDS.map((k) => wire[k]).join(' | ')} | ${summary.uploaded.length} (${kib(summary.bytes)}) | ${summary.deleted.length} | ${kib(summary.sentBytes)} | ${kib(summary.receivedBytes)} | ${median(walls).toFixed(2)} | ${Math.min(...walls).toFixed(2)}–${Math.max(...walls).toFixed(2)} |`;
+    return `| ${step.name} | ${KINDS.map((k) => wire[k]).join(' | ')} | ${summary.uploaded.length} (${kib(summary.bytes)}) | ${summary.deleted.length} | ${kib(summary.sentBytes)} | ${kib(summary.receivedBytes)} | ${median(walls).toFixed(2)} | ${spread(walls)} |`;
   });
   const report = [
     `- ${new Date().toISOString()}; ${os.cpus().length} × ${os.cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'cpu'}; node ${process.version}; runs: ${runs}, each into a fresh prefix`,
@@ -253,16 +249,7 @@ async function main(): Promise<void> {
     ...rows,
   ].join('\n');
   console.log(report);
-  if (!args['no-write']) {
-    const file = path.join(ROOT, 'docs/performance.md');
-    const begin = '<!-- bench:deploy:begin -->';
-    const end = '<!-- bench:deploy:end -->';
-    // Read just before writing: other benchmarks write other sections of the same file.
-    const text = await readFile(file, 'utf8');
-    const [a, b] = [text.indexOf(begin), text.indexOf(end)];
-    const next = a >= 0 && b > a ? text.slice(0, a + begin.length) + `\n${report}\n` + text.slice(b) : `${text.replace(/\n*$/u, '\n')}\n## Deploy\n\n${begin}\n${report}\n${end}\n`;
-    await writeFile(file, next);
-  }
+  if (!args['no-write']) await writeSection('deploy', report, 'Deploy');
 }
 
 if (process.argv[2] === '--serve-s3rver') serveS3rver(process.argv[3]!);
