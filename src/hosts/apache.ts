@@ -138,11 +138,12 @@ function planApache(paths: readonly PublishedPath[]): DirPlan[] {
       else if (bases.every((b, i) => values[i] === b && CAPTURE_RE.test(b))) plan.captured.push(name);
       else perFileHeaders.add(name);
     }
-    // Names an ancestor's <Files>/<FilesMatch> would also catch in this folder.
+    // Names an ancestor's <Files>/<FilesMatch> would also catch in this folder. Only this folder's
+    // own ancestors are looked up (not every folder planned so far: that was files × folders).
     const shadowed = (base: string): boolean => {
-      for (const [anc, s] of sectionsOf) {
-        if (!dir.startsWith(`${anc}/`)) continue;
-        if (s.names.has(base) || (s.capture && CAPTURE_RE.test(base))) return true;
+      for (let i = dir.lastIndexOf('/'); i > 0; i = dir.lastIndexOf('/', i - 1)) {
+        const s = sectionsOf.get(dir.slice(0, i));
+        if (s && (s.names.has(base) || (s.capture && CAPTURE_RE.test(base)))) return true;
       }
       return false;
     };
