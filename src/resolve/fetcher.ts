@@ -21,7 +21,14 @@ export interface FetchStats {
 export class BlobFetcher {
   readonly stats: FetchStats = { blobsFetched: 0, blobsCached: 0, bytesFetched: 0, bytesReused: 0, fetched: new Set() };
   private readonly tasks: Promise<void>[] = [];
+  /**
+   * Not started yet, smallest first, so the next to start is popped off the end. Kept sorted by
+   * binary insertion: re-sorting on every add made 50,000 blobs cost ~10 s of CPU (docs/performance.md).
+   * An entry started early by now() stays here and is skipped when popped.
+   */
   private readonly queue: BlobNeed[] = [];
+  /** The needs still in `queue`, by digest, in arrival order. */
+  private readonly queued = new Map<string, BlobNeed[]>();
   /** Every download started, by digest (it settles when the blob is in the store or has failed). */
   private readonly started = new Map<string, Promise<void>>();
   private running = 0;
@@ -33,9 +40,19 @@ export class BlobFetcher {
   ) {}
 
   add(need: BlobNeed): void {
-    this.queue.push(need);
-    // Largest first: the longest download should not be the last one to start.
-    this.queue.sort((a, b) => b.size - a.size);
+    // Largest first (the longest download should not be the last one to start); among blobs of
+    // one size, first come first: inserted before the equal ones, since the end starts first.
+    let lo = 0;
+    let hi = this.queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.queue[mid]!.size < need.size) lo = mid + 1;
+      else hi = mid;
+    }
+    this.queue.splice(lo, 0, need);
+    const same = this.queued.get(need.digest);
+    if (same) same.push(need);
+    else this.queued.set(need.digest, [need]);
     this.pump();
   }
 
@@ -53,8 +70,8 @@ export class BlobFetcher {
   async now(digests: Iterable<string>): Promise<void> {
     const waits: Promise<void>[] = [];
     for (const digest of new Set(digests)) {
-      const i = this.queue.findIndex((n) => n.digest === digest);
-      if (i >= 0 && !this.failed) this.start(this.queue.splice(i, 1)[0]!);
+      const need = this.queued.get(digest)?.[0];
+      if (need && !this.failed && this.dequeue(need)) this.start(need);
       const started = this.started.get(digest);
       if (started) waits.push(started);
     }
@@ -63,7 +80,21 @@ export class BlobFetcher {
   }
 
   private pump(): void {
-    while (!this.failed && this.running < (this.options.concurrency ?? 4) && this.queue.length) this.start(this.queue.shift()!);
+    while (!this.failed && this.running < (this.options.concurrency ?? 4)) {
+      const need = this.queue.pop();
+      if (!need) return;
+      if (this.dequeue(need)) this.start(need);
+    }
+  }
+
+  /** Takes `need` off the waiting list; false when it was started already (by now()). */
+  private dequeue(need: BlobNeed): boolean {
+    const same = this.queued.get(need.digest);
+    const i = same ? same.indexOf(need) : -1;
+    if (i < 0) return false;
+    same!.splice(i, 1);
+    if (same!.length === 0) this.queued.delete(need.digest);
+    return true;
   }
 
   private start(need: BlobNeed): void {
