@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The benchmark: registrish against skopeo on the same local upstream, in one run.
-# Needs what the tests need (scripts/install-test-deps.sh) plus GNU time and curl.
-# Usage: bench/run.sh [--runs 3] [--scale 1] [--no-write]
+# The benchmark: every section of docs/performance.md, in one run.
+# Needs what the tests need (scripts/install-test-deps.sh) plus GNU time, curl and openssl.
+# Usage: bench/run.sh [--runs 3] [--scale 1] [--no-write]   (options go to bench/bench.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v /usr/bin/time >/dev/null || { echo "bench: GNU time missing: apt-get install -y time" >&2; exit 1; }
-command -v curl >/dev/null || { echo "bench: curl missing: apt-get install -y curl" >&2; exit 1; }
 # Measure what an install runs: dist/, compiled from the current src/.
 node scripts/build-dist.mjs --clean
+# npx eleventy (cold, warm, memory, start-up) against skopeo and the machine's bounds.
 node --import tsx bench/bench.ts "$@"
 # What the site's pages add to a warm rebuild (50 repositories / 200 tags).
-exec node --import tsx bench/pages.ts
+node --import tsx bench/pages.ts
+# 1,000 and 10,000 tags: build time, memory, host files.
+node --import tsx bench/scale.ts
+# A second deploy to an S3-compatible store after one tag moved: requests and bytes.
+exec node --import tsx bench/deploy.ts
