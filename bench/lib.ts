@@ -108,6 +108,8 @@ export async function pushImage(base: string, name: string, layers: FileBlob[], 
 export interface Measured {
   wall: number;
   rssMB: number;
+  /** user + system CPU seconds */
+  cpu: number;
   stdout: string;
   stderr: string;
 }
@@ -115,7 +117,7 @@ export interface Measured {
 export function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Measured> {
   const timeFile = path.join(os.tmpdir(), `registrish-bench-time-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M', '-o', timeFile, cmd, ...args], {
+    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', timeFile, cmd, ...args], {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -132,8 +134,8 @@ export function timed(cmd: string, args: string[], opts: { cwd?: string; env?: N
       const text = await readFile(timeFile, 'utf8').catch(() => '');
       await rm(timeFile, { force: true });
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${(stderr || stdout).slice(-2000)}`));
-      const [wall, rss] = text.trim().split('\n').at(-1)!.split(/\s+/).map(Number) as [number, number];
-      resolve({ wall, rssMB: rss / 1024, stdout, stderr });
+      const [wall, rss, user, sys] = text.trim().split('\n').at(-1)!.split(/\s+/).map(Number) as [number, number, number, number];
+      resolve({ wall, rssMB: rss / 1024, cpu: user + sys, stdout, stderr });
     });
   });
 }
