@@ -37,6 +37,8 @@ export type LinkMode = 'hardlink' | 'copy';
 export class ContentStore {
   readonly dir: string;
   private readonly inflight = new Map<string, Promise<boolean>>();
+  /** Small files (manifests, configs) read and verified by this store, by digest. */
+  private readonly small = new Map<string, Promise<Buffer | undefined>>();
   private tmpCounter = 0;
 
   constructor(dir: string) {
@@ -69,6 +71,22 @@ export class ContentStore {
    * (output files are hard links into the cache) is dropped and reads as absent, to be fetched again.
    */
   async readSmall(digest: string, maxBytes: number): Promise<Buffer | undefined> {
+    // Tags of one image share its manifest: read and verified once per build (a store lives for one).
+    let read = this.small.get(digest);
+    if (!read) {
+      read = this.readVerified(digest, maxBytes);
+      this.small.set(digest, read);
+      // Only what was found stays remembered: a missing file may be stored a moment later.
+      read.then((b) => b ?? this.small.delete(digest), () => this.small.delete(digest));
+    }
+    const bytes = await read;
+    if (bytes && bytes.length > maxBytes) {
+      throw new IntegrityError(`${digest} is ${bytes.length} bytes: too large for a manifest (limit ${maxBytes})`);
+    }
+    return bytes;
+  }
+
+  private async readVerified(digest: string, maxBytes: number): Promise<Buffer | undefined> {
     const file = this.pathFor(digest);
     try {
       const st = await stat(file);
