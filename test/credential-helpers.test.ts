@@ -281,7 +281,7 @@ describe('builds with a credential helper', () => {
     const r = await build([`${basic.host}/docker/single:v1`], env);
     expect(r.ok).toBe(false);
     expect(r.warnings).toEqual([]);
-    expect(r.error).toContain(`${basic.host} needs credentials and we have none (HEAD`);
+    expect(r.error).toContain(`${basic.host} needs credentials and we have none (GET`);
     const t = await build([`${tokProxy.host}/docker/single:v1`], env);
     expect(t.ok).toBe(false);
     expect(t.warnings).toEqual([]);

@@ -31,6 +31,8 @@ let cache: string;
 let first: BuildSummary;
 let logs: string[] = [];
 let requests: string[] = [];
+/** What the first build (empty cache) sent. */
+let coldRequests: string[] = [];
 let server: Awaited<ReturnType<typeof startPreviewServer>>;
 let containerd: Containerd;
 let dockerd: Dockerd;
@@ -102,6 +104,8 @@ beforeAll(async () => {
   };
   await writeFile(path.join(project, 'images.json'), JSON.stringify(images, null, 2));
   first = await build();
+  coldRequests = requests;
+  requests = [];
   server = await startPreviewServer({ dir: out, port: 0 });
   await daemons;
 });
@@ -232,6 +236,26 @@ describe('clients on edge cases', () => {
 });
 
 describe('rebuilds', () => {
+  it('a first build (empty cache) fetches each tag by GET at once: a HEAD could not find anything cached', () => {
+    const manifestRequests = coldRequests.filter((r) => r.includes('/manifests/'));
+    expect(manifestRequests.length).toBeGreaterThanOrEqual(8);
+    expect(manifestRequests.filter((r) => r.startsWith('HEAD '))).toEqual([]);
+  });
+
+  it('a missing tag is named the same way on a first build (GET) and a later one (HEAD)', async () => {
+    const dir = makeTempDir('rsh-missing-');
+    try {
+      const images = path.join(dir, 'images.json');
+      const fresh = path.join(dir, 'fresh-cache');
+      await writeFile(images, JSON.stringify({ images: [`${up.host}/docker/single:no-such-tag`] }));
+      const failure = (cacheDir: string) => build({ images, outputDir: path.join(dir, 'out'), cacheDir }).then(() => 'built', (e: Error) => e.message);
+      expect(await failure(fresh)).toMatch(/docker\/single: tag "no-such-tag" not found/);
+      expect(await failure(cache)).toMatch(/docker\/single: tag "no-such-tag" not found/);
+    } finally {
+      removeDir(dir);
+    }
+  });
+
   it('a warm rebuild downloads no blob and sends at most one manifest request per image', async () => {
     requests = [];
     const warm = await build();

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -62,6 +62,18 @@ async function assertStoreSound(): Promise<void> {
 }
 
 describe('ContentStore', () => {
+  it('tells a first build (nothing stored, or not even the folder) from a later one', async () => {
+    const fresh = new ContentStore(path.join(store.dir, 'not-yet'));
+    expect(await fresh.isEmpty()).toBe(true);
+    await fresh.putBytes(digest, data, 'test');
+    expect(await fresh.isEmpty()).toBe(false);
+    // Temporary files of an interrupted build are not content.
+    const interrupted = new ContentStore(path.join(store.dir, 'interrupted'));
+    await mkdir(path.join(interrupted.dir, 'tmp'), { recursive: true });
+    await writeFile(path.join(interrupted.dir, 'tmp', 'x.1.1.ab'), 'partial');
+    expect(await interrupted.isEmpty()).toBe(true);
+  });
+
   it('stores a blob under its digest and skips it next time', async () => {
     let opens = 0;
     const open: BlobOpener = async () => {

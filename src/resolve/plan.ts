@@ -103,6 +103,8 @@ interface BuildState {
   tags: Map<string, Promise<TaggedManifest>>;
   /** `<source label>@<subject>` → what is attached to it. */
   attachments: Map<string, Promise<{ tags: string[]; referrers: unknown[] }>>;
+  /** The store held nothing when the build began (a first build): no HEAD can find a cached manifest. */
+  firstBuild: Promise<boolean>;
 }
 
 export async function planImages(specs: ImageSpec[], options: PlanOptions): Promise<Plan> {
@@ -111,6 +113,7 @@ export async function planImages(specs: ImageSpec[], options: PlanOptions): Prom
     options,
     tags: new Map(),
     attachments: new Map(),
+    firstBuild: options.store.isEmpty(),
   };
   state.plan.images = await mapLimit(specs, options.concurrency ?? 4, (spec) => {
     const resolver = new ImageResolver(spec, state);
@@ -229,7 +232,8 @@ class ImageResolver {
     let resolving = this.state.tags.get(key);
     if (!resolving) {
       resolving = (async () => {
-        const head = await this.source.resolveTag(tag);
+        // A first build fetches a registry's tags at once: a HEAD could only tell what is not cached.
+        const head = this.source.remote && (await this.state.firstBuild) ? undefined : await this.source.resolveTag(tag);
         // The usual warm case: the tag still points at a manifest the cache has.
         const cached = head && (await this.cachedManifest(head.digest));
         if (head && cached) return { digest: head.digest, bytes: cached, mediaType: head.mediaType };

@@ -40,6 +40,11 @@ export interface ImageSource {
   /** Human label for messages, e.g. `docker.io/library/alpine` or `oci:example/hello`. */
   readonly label: string;
   /**
+   * resolveTag costs a request (a registry's HEAD). With nothing cached yet it cannot save the
+   * fetch that follows, so a first build fetches by tag at once.
+   */
+  readonly remote?: boolean;
+  /**
    * Where a tag points now, as cheaply as the source can tell (a registry: one HEAD request).
    * Undefined when the source cannot say without sending the body. Never trusted for content:
    * bytes are always checked against the digest they are stored under.

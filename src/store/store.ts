@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { copyFile, link, mkdir, open as openFile, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, type Dir } from 'node:fs';
+import { copyFile, link, mkdir, open as openFile, opendir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertSafeDigest, digestPath, sha256 } from '../model/digest.ts';
@@ -52,6 +52,21 @@ export class ContentStore {
       throw new RegistrishError(`content store: ${digest.split(':')[0]} digests are not supported (only sha256)`);
     }
     return digestPath(this.dir, digest);
+  }
+
+  /** Does the store hold no content at all (a first build, or `.cache/` deleted)? */
+  async isEmpty(): Promise<boolean> {
+    let dir: Dir;
+    try {
+      dir = await opendir(path.join(this.dir, 'blobs', 'sha256'));
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ENOENT';
+    }
+    try {
+      return (await dir.read()) === null;
+    } finally {
+      await dir.close();
+    }
   }
 
   /** Is the content present with the expected size (when given)? */

@@ -11,6 +11,7 @@ import type { RegistryClient } from './client.ts';
 /** One repository of an upstream registry as an image source. */
 export class RegistrySource implements ImageSource {
   readonly label: string;
+  readonly remote = true;
 
   constructor(
     private readonly client: RegistryClient,
@@ -23,14 +24,24 @@ export class RegistrySource implements ImageSource {
   async resolveTag(tag: string): Promise<TagTarget | undefined> {
     // HEAD: free on Docker Hub's pull limit, and enough to know whether the cache already has it.
     const head = await this.client.headManifest(this.repository, tag);
-    if (!head) throw new NotFoundError(`${this.label}: tag "${tag}" not found`, { hint: 'Check the tag in images.json.' });
+    if (!head) throw this.tagNotFound(tag);
     if (!head.digest || !isValidDigest(head.digest)) return undefined;
     return { digest: head.digest, mediaType: head.mediaType, size: head.size };
   }
 
   async fetchManifest(reference: string): Promise<ManifestBytes> {
-    const got = await this.client.getManifest(this.repository, reference);
-    return { bytes: got.bytes, mediaType: got.mediaType };
+    try {
+      const got = await this.client.getManifest(this.repository, reference);
+      return { bytes: got.bytes, mediaType: got.mediaType };
+    } catch (err) {
+      // Fetched by tag without a HEAD first (a first build): the same message as the HEAD's.
+      if (err instanceof NotFoundError && !isValidDigest(reference)) throw this.tagNotFound(reference);
+      throw err;
+    }
+  }
+
+  private tagNotFound(tag: string): NotFoundError {
+    return new NotFoundError(`${this.label}: tag "${tag}" not found`, { hint: 'Check the tag in images.json.' });
   }
 
   listTags(): Promise<string[]> {
