@@ -64,8 +64,10 @@ export class ContentStore {
     }
     try {
       return (await dir.read()) === null;
+    } catch {
+      return false; // unreadable: behave as a later build would (it only costs a HEAD per tag)
     } finally {
-      await dir.close();
+      await dir.close().catch(() => {});
     }
   }
 
