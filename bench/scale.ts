@@ -36,6 +36,9 @@ const { values: args } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     // Blobs pushed through the API to measure the seeding rate.
     'http-sample': { type: 'string', default: '1000' },
+    // Seed, write images.json for the largest --tags, keep the upstream running until Ctrl-C: for
+    // profiling one build at a time (node --heapsnapshot-near-heap-limit=1 bench/build.mjs …).
+    hold: { type: 'boolean', default: false },
   },
 });
 const TAG_COUNTS = args.tags!.split(',').map(Number);
@@ -286,18 +289,22 @@ interface Run {
   hosts: HostFigures;
 }
 
+/** images.json publishing the first tags/REPOS tags of every repository. */
+function imagesJson(up: UpstreamRegistry, tags: number): string {
+  const images = Array.from({ length: REPOS }, (_, r) => ({
+    source: `${up.host}/${repoName(r)}`,
+    name: repoName(r),
+    tags: Array.from({ length: tags / REPOS }, (_, t) => tagName(t)),
+  }));
+  return JSON.stringify({ images });
+}
+
 async function measure(up: UpstreamRegistry, tags: number, withPages: boolean): Promise<Run> {
-  const perRepo = tags / REPOS;
   const site = path.join(WORK, `site-${tags}`);
   await mkdir(path.join(site, 'src'), { recursive: true });
   await writeFile(path.join(site, 'package.json'), '{"type":"module"}');
   await writeFile(path.join(site, 'src/index.md'), '# A site\n');
-  const images = Array.from({ length: REPOS }, (_, r) => ({
-    source: `${up.host}/${repoName(r)}`,
-    name: repoName(r),
-    tags: Array.from({ length: perRepo }, (_, t) => tagName(t)),
-  }));
-  await writeFile(path.join(site, 'images.json'), JSON.stringify({ images }));
+  await writeFile(path.join(site, 'images.json'), imagesJson(up, tags));
   const config = (pages: boolean, out: string): string =>
     `import registrish from ${JSON.stringify(path.join(ROOT, 'dist/index.js'))};\n` +
     `export default (c) => { c.addPlugin(registrish, { pages: ${pages}, verbose: false, hosts: ${JSON.stringify(HOSTS)} }); ` +
@@ -454,6 +461,17 @@ async function main(): Promise<void> {
   const up = await startRegistry({ storageDir: storage, descriptorCache: true });
   try {
     await spotCheck(up);
+    if (args.hold) {
+      const n = Math.max(...TAG_COUNTS);
+      const file = path.join(WORK, `images-${n}.json`);
+      await writeFile(file, imagesJson(up, n));
+      log(`holding; upstream ${up.url}; images.json for ${n} tags: ${file}`);
+      log(`e.g. node bench/build.mjs ${file} OUT CACHE (fresh OUT and CACHE for a cold build); Ctrl-C to stop`);
+      const alive = setInterval(() => {}, 60_000); // signal listeners alone do not keep Node running
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()).once('SIGTERM', () => resolve()));
+      clearInterval(alive);
+      return;
+    }
     const httpRate = await httpSeedRate(up, Number(args['http-sample']));
     log(`registry API: ${httpRate.toFixed(0)} blobs/s`);
     const runs: Run[] = [];
