@@ -19,6 +19,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   coldSite,
+  holdUntilSignal,
   keystream,
   machineLine,
   makeSite,
@@ -182,9 +183,7 @@ async function main(): Promise<void> {
     };
     if (args.hold) {
       log(`holding; upstream ${up.url}; sites:\n${Object.values(sites).join('\n')}\nCtrl-C to stop`);
-      const alive = setInterval(() => {}, 60_000); // signal listeners alone do not keep Node running
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()).once('SIGTERM', () => resolve()));
-      clearInterval(alive);
+      await holdUntilSignal();
       return;
     }
 

@@ -222,6 +222,13 @@ export async function writeSection(name: string, report: string, heading: string
   console.error(`bench: ${name} results written to docs/performance.md`);
 }
 
+/** Keeps the process (and the upstream it started) running until Ctrl-C or SIGTERM: the benches' --hold. */
+export async function holdUntilSignal(): Promise<void> {
+  const alive = setInterval(() => {}, 60_000); // signal listeners alone do not keep Node running
+  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()).once('SIGTERM', () => resolve()));
+  clearInterval(alive);
+}
+
 export function machineLine(): string {
   return `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`;
 }

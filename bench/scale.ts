@@ -27,7 +27,7 @@ import { planNetlifyRules, renderNetlifyHeaders } from '../src/hosts/netlify.ts'
 import type { PublishedPath } from '../src/model/published-path.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
 import { startRegistry, type UpstreamRegistry } from '../test/harness/upstream.ts';
-import { machineLine, sha256, timed, writeSection } from './lib.ts';
+import { holdUntilSignal, machineLine, sha256, timed, writeSection } from './lib.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -467,9 +467,7 @@ async function main(): Promise<void> {
       await writeFile(file, imagesJson(up, n));
       log(`holding; upstream ${up.url}; images.json for ${n} tags: ${file}`);
       log(`e.g. node bench/build.mjs ${file} OUT CACHE (fresh OUT and CACHE for a cold build); Ctrl-C to stop`);
-      const alive = setInterval(() => {}, 60_000); // signal listeners alone do not keep Node running
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()).once('SIGTERM', () => resolve()));
-      clearInterval(alive);
+      await holdUntilSignal();
       return;
     }
     const httpRate = await httpSeedRate(up, Number(args['http-sample']));

@@ -54,5 +54,10 @@ export function sha256(bytes: Buffer | Uint8Array | string): string {
 export function digestPath(root: string, digest: string): string {
   assertSafeDigest(digest, root);
   const [algorithm, hex] = digest.split(':') as [string, string];
-  return path.join(root, 'blobs', algorithm, hex);
+  return path.join(digestDir(root, algorithm), hex);
+}
+
+/** The folder holding every `<algorithm>` digest's content under `root`. */
+export function digestDir(root: string, algorithm = 'sha256'): string {
+  return path.join(root, 'blobs', algorithm);
 }

@@ -3,7 +3,7 @@ import { constants as fsConstants, type Dir } from 'node:fs';
 import { copyFile, link, mkdir, open as openFile, opendir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { assertSafeDigest, digestPath, sha256 } from '../model/digest.ts';
+import { assertSafeDigest, digestDir, digestPath, sha256 } from '../model/digest.ts';
 import { IntegrityError, RegistrishError } from '../util/errors.ts';
 import { BatchWriter } from './batch-writer.ts';
 
@@ -58,7 +58,7 @@ export class ContentStore {
   async isEmpty(): Promise<boolean> {
     let dir: Dir;
     try {
-      dir = await opendir(path.join(this.dir, 'blobs', 'sha256'));
+      dir = await opendir(digestDir(this.dir));
     } catch (err) {
       return (err as NodeJS.ErrnoException).code === 'ENOENT';
     }
