@@ -262,15 +262,15 @@ async function parseSeconds(text: string): Promise<number> {
 async function hostFigures(out: string): Promise<HostFigures> {
   const paths: PublishedPath[] = await readPathsFile(out);
   const written = await readFile(path.join(out, '_headers'), 'utf8');
-  const exact = renderNetlifyHeaders(paths, { compact: false });
-  const compact = renderNetlifyHeaders(paths, { compact: true });
+  const exact = renderNetlifyHeaders(paths, { headers: 'exact' });
+  const compact = renderNetlifyHeaders(paths, { headers: 'compact' });
   const cfRules = planCloudflareRules(paths);
   const cfError = checkCloudflare(paths).errors[0];
   return {
     urls: paths.length,
     netlifyWritten: { bytes: Buffer.byteLength(written), rules: written.split('\n').filter((l) => l.startsWith('/')).length },
-    netlifyExact: { bytes: Buffer.byteLength(exact), rules: planNetlifyRules(paths, { compact: false }).length, parseS: await parseSeconds(exact) },
-    netlifyCompact: { bytes: Buffer.byteLength(compact), rules: planNetlifyRules(paths, { compact: true }).length, parseS: await parseSeconds(compact) },
+    netlifyExact: { bytes: Buffer.byteLength(exact), rules: planNetlifyRules(paths, { headers: 'exact' }).length, parseS: await parseSeconds(exact) },
+    netlifyCompact: { bytes: Buffer.byteLength(compact), rules: planNetlifyRules(paths, { headers: 'compact' }).length, parseS: await parseSeconds(compact) },
     cloudflare: { rules: cfRules.length, bytes: Buffer.byteLength(renderCloudflareRules(cfRules)), error: cfError },
     nginxStandalone: await size(path.join(out, '.registrish-nginx.conf')),
     nginxServer: await size(path.join(out, '.registrish-nginx-server.conf')),

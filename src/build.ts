@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { loadConfig } from './config/config.ts';
 import type { RegistrishConfig } from './config/types.ts';
-import { checkHosts, renderHosts, type Host } from './hosts/host.ts';
+import { checkHosts, renderHosts, type Host, type HostOptions } from './hosts/host.ts';
 import { hostNamed, writableHostNames } from './hosts/index.ts';
 import { createAgent, type HttpTuning } from './http/transport.ts';
 import type { PublishedPath } from './model/published-path.ts';
@@ -45,6 +45,8 @@ export interface PublishOptions {
   outputDir: string;
   /** Hosts to write configuration for (`netlify`). */
   hosts: string[];
+  /** Each host's own options, by host name (`{ netlify: { headers: 'compact' } }`). */
+  hostOptions?: HostOptions;
   /** How output files are made from the cache. */
   linkMode: LinkMode;
 }
@@ -187,7 +189,7 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
     logger.info(imageLine(r, plan, stats));
     for (const warning of r.warnings) logger.warn(warning);
   }
-  const rendered = await renderHosts(hosts, options.outputDir, paths);
+  const rendered = await renderHosts(hosts, options.outputDir, paths, options.hostOptions);
   for (const warning of rendered.warnings) logger.warn(warning);
   await writeRegistryTree(layout, resolved.store, options.outputDir, { linkMode: options.linkMode, hostFiles: rendered.files });
   // Only a build that published is the "last build" the next one compares its tag choices with.

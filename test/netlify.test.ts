@@ -1,13 +1,16 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseAllHeaders } from '@netlify/headers-parser';
 import { afterAll, describe, expect, it } from 'vitest';
 import { headersFor } from '../src/publish/headers.ts';
 import {
-  NETLIFY_COMPACT_ABOVE_RULES,
+  NETLIFY_EXACT_MAX_RULES,
+  NETLIFY_SLOW_RULES,
   checkNetlifyLimits,
+  compactHeadersFor,
   netlify,
-  netlifyUsesCompact,
+  netlifyHeadersForm,
   planNetlifyRules,
   renderNetlifyHeaders,
 } from '../src/hosts/netlify.ts';
@@ -15,6 +18,7 @@ import { loadHeaderRules, matchHeaders, matchingRules, type HeaderRule } from '.
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { BEGIN_MARKER, END_MARKER, mergeHeadersFile, netlifyRulePattern } from '../src/hosts/headers-file.ts';
 import { type PublishedPath } from '../src/model/published-path.ts';
+import { resolveOptions } from '../src/eleventy/options.ts';
 
 const tmp = makeTempDir('rsh-netlify-');
 afterAll(() => removeDir(tmp));
@@ -148,9 +152,15 @@ describe('renderNetlifyHeaders', () => {
   });
 });
 
-/** headersFor(p), without the blob digest the compact form leaves out. */
-function compactHeadersFor(p: PublishedPath): Array<[string, string]> {
-  return headersFor(p).filter(([n]) => !(p.kind === 'blob' && n === 'Docker-Content-Digest'));
+/**
+ * What Netlify sends for `urlPath` from the parser's rules: every matching rule, in file order, the
+ * later one winning per header name (names compared case-insensitively) — what `netlify dev` does
+ * with the same parser's output (headersForPath), written here apart from src/serve on purpose.
+ */
+function netlifySends(rules: readonly HeaderRule[], urlPath: string): Array<[string, string]> {
+  const out = new Map<string, [string, string]>();
+  for (const r of rules) if (r.forRegExp.test(urlPath)) for (const [n, v] of Object.entries(r.values)) out.set(n.toLowerCase(), [n, v]);
+  return [...out.values()];
 }
 
 /** `count` distinct tags of one repository (one URL each). */
@@ -158,102 +168,162 @@ function manyTags(count: number, name = 'many'): PublishedPath[] {
   return Array.from({ length: count }, (_, i) => manifest(name, `t${i}`, OCI_MANIFEST, `sha256:${i.toString(16).padStart(64, '0')}`));
 }
 
-/** samplePaths() with a second blob in team/tools/deep (a repository with one blob keeps its exact rule). */
-const twoBlobsEach = (): PublishedPath[] => [...samplePaths(), blob('team/tools/deep', `sha256:${hex('5')}`)];
+const d = (n: number, salt: string): string => `sha256:${createHash('sha256').update(`${salt}${n}`).digest('hex')}`;
+
+/** A single-platform repository: `tags` tags, each its own manifest (tag and digest URL) and 3 blobs, and its tags/list. */
+function singleRepo(name: string, tags: number, type = OCI_MANIFEST): PublishedPath[] {
+  return [
+    json(`/v2/${name}/tags/list`, `v2/${name}/tags/list`, 'tags'),
+    ...Array.from({ length: tags }, (_, t) => {
+      const m = d(t, `${name}/m`);
+      return [manifest(name, `v${t}`, type, m), manifest(name, m, type, m), ...[0, 1, 2].map((b) => blob(name, d(t * 3 + b, `${name}/b`)))];
+    }).flat(),
+  ];
+}
+
+/** A multi-platform repository: each tag an OCI index of two platform manifests (tag, index and child digest URLs). */
+function multiRepo(name: string, tags: number): PublishedPath[] {
+  return [
+    json(`/v2/${name}/tags/list`, `v2/${name}/tags/list`, 'tags'),
+    ...Array.from({ length: tags }, (_, t) => {
+      const index = d(t, `${name}/i`);
+      const children = [0, 1].map((c) => d(t * 2 + c, `${name}/c`));
+      return [
+        manifest(name, `v${t}`, OCI_INDEX, index),
+        manifest(name, index, OCI_INDEX, index),
+        ...children.map((c) => manifest(name, c, OCI_MANIFEST, c)),
+        ...children.map((c) => blob(name, d(t * 2 + Number(c === children[1]), `${name}/b`))),
+      ];
+    }).flat(),
+  ];
+}
+
+/** Parses `paths`' compact form with Netlify's parser and expects every URL to get exactly compactHeadersFor(p). */
+async function expectCompactServes(paths: PublishedPath[]): Promise<HeaderRule[]> {
+  const { rules, errors } = await parseFile(renderNetlifyHeaders(paths, { headers: 'compact' }));
+  expect(errors).toEqual([]);
+  for (const p of paths) expect(netlifySends(rules, p.urlPath), p.urlPath).toEqual(compactHeadersFor(p));
+  return rules;
+}
 
 describe('renderNetlifyHeaders: the compact form', () => {
-  it("gives every URL exactly headersFor(p) through Netlify's parser, blobs without their digest, one rule each", async () => {
-    const paths = twoBlobsEach();
-    const { rules, errors } = await parseFile(renderNetlifyHeaders(paths, { compact: true }));
-    expect(errors).toEqual([]);
-    expect(rules.map((r) => r.for).filter((f) => f.includes('*'))).toEqual(['/v2/alpine/blobs/*', '/v2/team/tools/deep/blobs/*']);
-    expect(rules).toHaveLength(paths.filter((p) => p.kind !== 'blob').length + 2);
-    for (const p of paths) {
-      expect(matchingRules(rules, p.urlPath), p.urlPath).toHaveLength(1);
-      expect(matchHeaders(rules, p.urlPath), p.urlPath).toEqual(compactHeadersFor(p));
-    }
-    // A blob of one repository is never matched by another's rule, nor a nested repository's blob.
-    expect(matchingRules(rules, `/v2/team/tools/blobs/sha256:${hex('4')}`)).toEqual([]);
-    // A repository with a single blob has nothing to save: it keeps the exact rule, digest included.
-    const single = samplePaths();
-    const { rules: singleRules } = await parseFile(renderNetlifyHeaders(single, { compact: true }));
-    expect(singleRules.map((r) => r.for).filter((f) => f.includes('*'))).toEqual(['/v2/alpine/blobs/*']);
-    const deepBlob = single.find((p) => p.kind === 'blob' && p.urlPath.startsWith('/v2/team/'))!;
-    expect(matchHeaders(singleRules, deepBlob.urlPath)).toEqual(headersFor(deepBlob));
-  });
-
-  it('is the exact form for everything but blobs', () => {
-    const paths = twoBlobsEach();
-    const exact = planNetlifyRules(paths, { compact: false });
-    const compact = planNetlifyRules(paths, { compact: true });
-    expect(exact).toHaveLength(paths.length);
-    expect(exact.every((r) => !r.path.includes('*'))).toBe(true);
-    expect(compact.filter((r) => !r.path.includes('*'))).toEqual(exact.filter((r) => !r.path.includes('/blobs/')));
-    expect(compact.find((r) => r.path === '/v2/alpine/blobs/*')!.headers).toEqual([
-      ['Content-Type', 'application/octet-stream'],
-      ['Cache-Control', 'public, max-age=31536000, immutable'],
-      ['X-Content-Type-Options', 'nosniff'],
+  it("gives every URL exactly headersFor(p) without Docker-Content-Digest, through Netlify's parser", async () => {
+    const paths = [...samplePaths(), blob('team/tools/deep', `sha256:${hex('5')}`)];
+    const rules = await expectCompactServes(paths);
+    expect(rules.map((r) => r.for).filter((f) => f.includes('*'))).toEqual([
+      '/v2/*/tags/list',
+      '/v2/alpine/blobs/*',
+      '/v2/alpine/manifests/*',
+      '/v2/alpine/manifests/sha256:*',
+      '/v2/team/tools/deep/blobs/*',
+      '/v2/team/tools/deep/manifests/*',
+      '/v2/team/tools/deep/manifests/sha256:*',
     ]);
-    const text = renderNetlifyHeaders(paths, { compact: true });
-    expect(text.startsWith('# Generated by registrish')).toBe(true);
-    expect(text).toContain('\n/v2/alpine/blobs/*\n  Content-Type: application/octet-stream\n  Cache-Control: public, max-age=31536000, immutable\n  X-Content-Type-Options: nosniff\n');
-    expect(renderNetlifyHeaders([...paths].reverse(), { compact: true })).toBe(text);
+    // Exact rules only where a URL differs from its patterns: /v2/, the catalog, and in alpine the
+    // index by digest (its other digest URLs are platform manifests); deep's two types are one each.
+    const exact = rules.filter((r) => !r.for.includes('*'));
+    expect(exact.map((r) => r.for)).toEqual([
+      '/v2/',
+      '/v2/_catalog',
+      `/v2/alpine/manifests/sha256:${hex('a')}`,
+      '/v2/team/tools/deep/manifests/V1.2.3-RC_1',
+      `/v2/team/tools/deep/manifests/sha256:${hex('d')}`,
+    ]);
+    expect(exact[2]!.values).toEqual({ 'Content-Type': OCI_INDEX });
+    expect(rules.flatMap((r) => Object.keys(r.values)).filter((n) => n === 'Docker-Content-Digest')).toEqual([]);
+    // Case-insensitive like every Netlify rule, and no pattern reaches another repository.
+    expect(netlifySends(rules, '/v2/ALPINE/manifests/LATEST')).toEqual(compactHeadersFor(paths[4]!));
+    expect(rules.filter((r) => r.forRegExp.test(`/v2/team/tools/blobs/sha256:${hex('4')}`))).toEqual([]);
   });
 
-  it("keeps exact blob rules for a repository whose wildcard would catch another URL (the parser's `blobs/?(.*)`)", async () => {
-    // `/v2/alpine/blobs/*` is `^/v2/alpine/blobs/?(.*)/?$` to Netlify's parser: it also matches
-    // the repository alpine/blobstore. A single `/v2/*/blobs/*` would even catch a tag named "blobs".
-    const store = manifest('alpine/blobstore', '1.0', OCI_MANIFEST, `sha256:${hex('f')}`);
-    const blobsTag = manifest('team/tools/deep', 'blobs', OCI_MANIFEST, `sha256:${hex('d')}`);
-    const paths = [...twoBlobsEach(), store, blobsTag];
-    const { rules, errors } = await parseFile(renderNetlifyHeaders(paths, { compact: true }));
-    expect(errors).toEqual([]);
-    expect(rules.map((r) => r.for).filter((f) => f.includes('*'))).toEqual(['/v2/team/tools/deep/blobs/*']);
-    for (const p of paths) {
-      expect(matchingRules(rules, p.urlPath), p.urlPath).toHaveLength(1);
-      const want = p.urlPath.startsWith('/v2/alpine/blobs/') ? headersFor(p) : compactHeadersFor(p);
-      expect(matchHeaders(rules, p.urlPath), p.urlPath).toEqual(want);
-    }
-    const { rules: global } = await parseFile('/v2/*/blobs/*\n  X-Test: 1\n');
-    expect(global[0]!.forRegExp.test(blobsTag.urlPath)).toBe(true);
-    expect(global[0]!.forRegExp.test(store.urlPath)).toBe(true);
+  it('has rules that follow repositories, not tags: none per tag of a single-platform repository', () => {
+    const count = (paths: PublishedPath[]) => planNetlifyRules(paths, { headers: 'compact' }).length;
+    expect(count(singleRepo('one', 3))).toBe(4); // manifests/*, manifests/sha256:*, blobs/*, its tags/list
+    expect(count(singleRepo('one', 300))).toBe(4);
+    expect(count([...singleRepo('one', 300), ...singleRepo('two', 300), ...singleRepo('three', 5, DOCKER_MANIFEST)])).toBe(1 + 3 * 3);
+    // A repository mixing types: one exact rule per URL of its less common type (tag and digest).
+    const docker = [0, 1].flatMap((i) => [manifest('mix', `d${i}`, DOCKER_MANIFEST, d(i, 'docker')), manifest('mix', d(i, 'docker'), DOCKER_MANIFEST, d(i, 'docker'))]);
+    expect(count([...singleRepo('mix', 10), ...docker])).toBe(4 + 4);
   });
 
-  it('is chosen above NETLIFY_COMPACT_ABOVE_RULES URLs, or forced either way', () => {
+  it('a multi-platform repository keeps one exact rule per index (its type differs from its platform manifests)', async () => {
+    const rules = planNetlifyRules(multiRepo('multi', 50), { headers: 'compact' });
+    expect(rules.filter((r) => r.path.includes('*')).map((r) => r.path)).toEqual(['/v2/multi/blobs/*', '/v2/multi/manifests/*', '/v2/multi/manifests/sha256:*']);
+    const exact = rules.filter((r) => !r.path.includes('*') && r.path !== '/v2/multi/tags/list');
+    expect(rules).toHaveLength(3 + 1 + 50);
+    expect(exact.every((r) => r.path.startsWith('/v2/multi/manifests/sha256:') && JSON.stringify(r.headers) === JSON.stringify([['Content-Type', OCI_INDEX]]))).toBe(true);
+    await expectCompactServes(multiRepo('multi', 50));
+  });
+
+  it("corrects URLs another repository's pattern catches (the parser's `manifests/?(.*)`), whatever the names", async () => {
+    // `/v2/alpine/blobs/*` is `^/v2/alpine/blobs/?(.*)/?$` to Netlify's parser: it also matches the
+    // repository alpine/blobstore; `/v2/x/manifests/*` matches everything of x/manifests/y.
+    const paths = [
+      ...samplePaths(),
+      ...singleRepo('alpine/blobstore', 3, DOCKER_MANIFEST),
+      ...singleRepo('x', 2),
+      ...singleRepo('x/manifests/y', 2, DOCKER_MANIFEST),
+      ...singleRepo('x/manifestsy', 2, DOCKER_MANIFEST),
+      ...multiRepo('x/manifests/sha256', 2),
+      manifest('team/tools/deep', 'blobs', OCI_MANIFEST, `sha256:${hex('d')}`),
+      { ...samplePaths()[2]!, urlPath: '/v2/alpine/referrers/sha256:' + hex('a'), file: 'v2/alpine/referrers/sha256:' + hex('a'), kind: 'referrers' as const, contentType: OCI_INDEX },
+      { ...samplePaths()[2]!, urlPath: '/v2/alpine/referrers/sha256:' + hex('b'), file: 'v2/alpine/referrers/sha256:' + hex('b'), kind: 'referrers' as const, contentType: OCI_INDEX },
+    ];
+    const rules = await expectCompactServes(paths);
+    expect(rules.map((r) => r.for)).toContain('/v2/alpine/referrers/*');
+    const { rules: global } = await parseFile('/v2/x/manifests/*\n  X-Test: 1\n');
+    expect(global[0]!.forRegExp.test('/v2/x/manifests/y/blobs/sha256:0')).toBe(true);
+    expect(global[0]!.forRegExp.test('/v2/x/manifestsy/tags/list')).toBe(true);
+  });
+
+  it('is the exact form, forced or below NETLIFY_EXACT_MAX_RULES URLs with auto, and compact above', () => {
     const base = samplePaths();
-    const atLimit = [...base, ...manyTags(NETLIFY_COMPACT_ABOVE_RULES - base.length)];
+    const atLimit = [...base, ...manyTags(NETLIFY_EXACT_MAX_RULES - base.length)];
     const over = [...atLimit, manyTags(1, 'one')[0]!];
-    expect(netlifyUsesCompact(atLimit)).toBe(false);
-    expect(netlifyUsesCompact(over)).toBe(true);
-    expect(netlifyUsesCompact(over, false)).toBe(false);
-    expect(netlifyUsesCompact(base, true)).toBe(true);
+    expect(netlifyHeadersForm(atLimit)).toBe('exact');
+    expect(netlifyHeadersForm(over)).toBe('compact');
+    expect(netlifyHeadersForm(over, 'exact')).toBe('exact');
+    expect(netlifyHeadersForm(base, 'compact')).toBe('compact');
     // The same URL twice counts once.
-    expect(netlifyUsesCompact([...atLimit, atLimit[5]!])).toBe(false);
-    expect(planNetlifyRules(atLimit)).toHaveLength(NETLIFY_COMPACT_ABOVE_RULES);
-    // alpine's three blobs share a rule; team/tools/deep's single blob keeps its own.
-    expect(planNetlifyRules(over)).toHaveLength(NETLIFY_COMPACT_ABOVE_RULES + 1 - 3 + 1);
-    expect(renderNetlifyHeaders(over)).toBe(renderNetlifyHeaders(over, { compact: true }));
-    expect(renderNetlifyHeaders(atLimit)).toBe(renderNetlifyHeaders(atLimit, { compact: false }));
+    expect(netlifyHeadersForm([...atLimit, atLimit[5]!])).toBe('exact');
+    expect(planNetlifyRules(atLimit)).toHaveLength(NETLIFY_EXACT_MAX_RULES);
+    expect(planNetlifyRules(over).length).toBeLessThan(20);
+    expect(renderNetlifyHeaders(over)).toBe(renderNetlifyHeaders(over, { headers: 'compact' }));
+    expect(renderNetlifyHeaders(atLimit)).toBe(renderNetlifyHeaders(atLimit, { headers: 'exact' }));
   });
 
-  it('the writer chooses by itself, and warns when even the compact form has too many rules', async () => {
+  it('is deterministic, with a comment that says the order matters', () => {
+    const paths = [...samplePaths(), ...multiRepo('m', 3)];
+    const text = renderNetlifyHeaders(paths, { headers: 'compact' });
+    expect(renderNetlifyHeaders([...paths].reverse(), { headers: 'compact' })).toBe(text);
+    expect(text.startsWith('# Generated by registrish')).toBe(true);
+    expect(text).toMatch(/later rule wins, so keep the order/u);
+    expect(text).toContain(`\n/v2/alpine/manifests/*\n  Content-Type: ${OCI_INDEX}\n  Cache-Control: public, max-age=60\n  X-Content-Type-Options: nosniff\n`);
+    expect(text).toContain(`\n/v2/alpine/manifests/sha256:*\n  Content-Type: ${OCI_MANIFEST}\n  Cache-Control: public, max-age=31536000, immutable\n  X-Content-Type-Options: nosniff\n`);
+  });
+
+  it('the writer takes the netlify option, and warns when even the compact form has too many rules', async () => {
     const out = fs.mkdtempSync(path.join(tmp, 'w-'));
     const small = await netlify.writer!.render(out, samplePaths());
-    expect(small.files[0]!.text).not.toContain('/blobs/*');
+    expect(small.files[0]!.text).not.toContain('/*');
     expect(small.warnings).toEqual([]);
-    const blobs = Array.from({ length: NETLIFY_COMPACT_ABOVE_RULES }, (_, i) => blob('big', `sha256:${i.toString(16).padStart(64, '0')}`, 10));
-    const compact = await netlify.writer!.render(out, [...samplePaths(), ...blobs]);
-    expect(compact.files[0]!.text).toContain('\n/v2/big/blobs/*\n');
-    expect(compact.files[0]!.text.split('\n').filter((l) => l.startsWith('/'))).toHaveLength(samplePaths().length - 3 + 1 + 1);
-    expect(compact.warnings).toEqual([]);
-    // Tags cannot be compacted: each carries its own digest and type.
-    const many = await netlify.writer!.render(out, manyTags(NETLIFY_COMPACT_ABOVE_RULES + 1));
-    expect(many.warnings).toHaveLength(1);
-    expect(many.warnings[0]).toMatch(/^_headers needs 10001 rules .*one per tag — 10001 — .* square of its rules/u);
+    const forced = await netlify.writer!.render(out, samplePaths(), { headers: 'compact' });
+    expect(forced.files[0]!.text).toContain('\n/v2/alpine/manifests/sha256:*\n');
+    const many = await netlify.writer!.render(out, manyTags(NETLIFY_SLOW_RULES + 1));
+    expect(many.warnings).toEqual([]);
+    expect(many.files[0]!.text.split('\n').filter((l) => l.startsWith('/'))).toHaveLength(1);
+    const exact = await netlify.writer!.render(out, manyTags(NETLIFY_SLOW_RULES + 1), { headers: 'exact' });
+    expect(exact.warnings).toHaveLength(1);
+    expect(exact.warnings[0]).toMatch(/^_headers has 10001 rules in the exact form .*"compact"/u);
+    const multi = await netlify.writer!.render(out, multiRepo('m', NETLIFY_SLOW_RULES + 1), { headers: 'compact' });
+    expect(multi.warnings[0]).toMatch(/^_headers needs 10005 rules even in the compact form \(10002 exact rules: in multi-platform repositories one per index/u);
+    for (const bad of [{ headers: 'small' }, { header: 'exact' }, 'compact', null]) {
+      await expect(netlify.writer!.render(out, samplePaths(), bad), JSON.stringify(bad)).rejects.toThrow(/netlify host option must be \{ headers: "exact" \| "compact" \| "auto" \}/u);
+    }
   });
 
-  it('warns about a site rule that overlaps one of its wildcard rules', () => {
-    const generated = renderNetlifyHeaders(samplePaths(), { compact: true });
+  it('warns about a site rule that overlaps one of its pattern rules', () => {
+    const generated = renderNetlifyHeaders(samplePaths(), { headers: 'compact' });
     const { warnings } = mergeHeadersFile(`/v2/alpine/blobs/sha256:${hex('1')}\n  Cache-Control: no-store\n`, generated);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('/v2/alpine/blobs/*');
@@ -383,5 +453,17 @@ describe('loadHeaderRules', () => {
     const file = path.join(tmp, 'bad_headers');
     fs.writeFileSync(file, 'X-Orphan: 1\n/ok\n  : novalue\n');
     await expect(loadHeaderRules(file)).rejects.toThrow(/Netlify's _headers parser reports 2 error\(s\)/u);
+  });
+});
+
+describe('the plugin option netlify: { headers }', () => {
+  it('defaults to auto, takes exact and compact, and names the option when wrong', () => {
+    expect(resolveOptions({}).netlify).toEqual({ headers: 'auto' });
+    expect(resolveOptions({ netlify: {} }).netlify).toEqual({ headers: 'auto' });
+    expect(resolveOptions({ netlify: { headers: 'compact' } }).netlify).toEqual({ headers: 'compact' });
+    expect(resolveOptions({ netlify: { headers: 'exact' } }).netlify).toEqual({ headers: 'exact' });
+    expect(() => resolveOptions({ netlify: { headers: 'small' as never } })).toThrow('[registrish] option "netlify.headers" must be one of "exact", "compact", "auto"');
+    expect(() => resolveOptions({ netlify: { compact: true } as never })).toThrow('[registrish] unknown option "netlify.compact" (known: headers)');
+    expect(() => resolveOptions({ netlify: 'compact' as never })).toThrow('[registrish] option "netlify" must be an object like { headers: "auto" }');
   });
 });

@@ -1,4 +1,5 @@
 import { writableHostNames } from '../hosts/index.ts';
+import { NETLIFY_HEADERS_FORMS, type NetlifyOptions } from '../hosts/netlify.ts';
 import { hostProblem } from '../model/reference.ts';
 import type { PagesConfig } from '../pages/templates.ts';
 import { RegistrishError } from '../util/errors.ts';
@@ -33,6 +34,12 @@ export interface RegistrishOptions {
    * Netlify build, else the pages fill in the address they are served at.
    */
   registryHost?: string;
+  /**
+   * Netlify's `_headers`: `{ headers: "exact" }` (one rule per URL, with Docker-Content-Digest),
+   * `"compact"` (rules per repository, whatever the number of tags) or `"auto"` (the default: exact
+   * while Netlify's build reads it fast, compact above).
+   */
+  netlify?: NetlifyOptions;
 }
 
 export interface PagesOption {
@@ -53,6 +60,7 @@ export interface ResolvedOptions extends Required<Omit<RegistrishOptions, 'pages
 export const DEFAULT_PAGES: PagesConfig = { path: '/images/', title: 'Container registry' };
 
 export const DEFAULT_OPTIONS: Required<Omit<RegistrishOptions, 'registryHost'>> = {
+  netlify: { headers: 'auto' },
   images: 'images.json',
   cacheDir: '.cache/registrish',
   hosts: ['netlify'],
@@ -87,7 +95,7 @@ export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions
   }
   if (o.linkMode !== 'hardlink' && o.linkMode !== 'copy') throw bad('linkMode', '"hardlink" or "copy"');
   if (typeof o.verbose !== 'boolean') throw bad('verbose', 'true or false');
-  const out: ResolvedOptions = { ...o, pages: resolvePages(o.pages, bad) };
+  const out: ResolvedOptions = { ...o, pages: resolvePages(o.pages, bad), netlify: resolveNetlify(o.netlify, bad) };
   if (options.registryHost !== undefined) {
     const h = options.registryHost;
     if (typeof h !== 'string' || /^[a-z][a-z0-9+.-]*:\/\//iu.test(h) || hostProblem(h)) {
@@ -96,6 +104,18 @@ export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions
     out.registryHost = h;
   }
   return out;
+}
+
+function resolveNetlify(value: unknown, bad: (name: string, want: string) => RegistrishError): NetlifyOptions {
+  const forms = NETLIFY_HEADERS_FORMS.map((f) => `"${f}"`).join(', ');
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw bad('netlify', `an object like { headers: "auto" }`);
+  const v = value as Record<string, unknown>;
+  for (const key of Object.keys(v)) {
+    if (key !== 'headers') throw new RegistrishError(`${PREFIX} unknown option "netlify.${key}" (known: headers)`);
+  }
+  if (v.headers === undefined) return { headers: 'auto' };
+  if (!NETLIFY_HEADERS_FORMS.includes(v.headers as never)) throw bad('netlify.headers', `one of ${forms}`);
+  return { headers: v.headers as NetlifyOptions['headers'] };
 }
 
 function resolvePages(value: unknown, bad: (name: string, want: string) => RegistrishError): PagesConfig | false {

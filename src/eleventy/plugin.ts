@@ -150,7 +150,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     const { publishRegistry, renderHosts, selectHosts, selectionLine, writeHostFiles } = await machinery();
     if (build.kind === 'reused') {
       // The site's own passthrough `_headers` may have been copied over ours: render host files again.
-      const rendered = await renderHosts(selectHosts(options.hosts), build.outputDir, build.paths);
+      const rendered = await renderHosts(selectHosts(options.hosts), build.outputDir, build.paths, { netlify: options.netlify });
       await writeHostFiles(build.outputDir, rendered.files);
       logger.info(`${path.basename(imagesFile)} unchanged: registry kept as built`);
       return;
@@ -158,7 +158,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     const resolved = await build.resolved;
     let summary: BuildSummary;
     try {
-      summary = await publishRegistry(resolved, { outputDir: build.outputDir, hosts: options.hosts, linkMode: options.linkMode, logger });
+      summary = await publishRegistry(resolved, { outputDir: build.outputDir, hosts: options.hosts, hostOptions: { netlify: options.netlify }, linkMode: options.linkMode, logger });
     } catch (err) {
       fail(err);
     } finally {

@@ -111,9 +111,9 @@ export function mergeHeadersFile(existing: string | undefined, generated: string
     // The parser drops a path without header lines: it cannot affect anything.
     if (rule.headerNames.length === 0) continue;
     const re = netlifyRulePattern(rule.path);
-    // Our wildcard rules (the compact form's `/v2/<name>/blobs/*`) stand for many URLs: a user rule
+    // Our pattern rules (the compact form's `/v2/<name>/manifests/*`, …) stand for many URLs: a user rule
     // for one of them overlaps too.
-    const hits = ours.filter((u) => re.test(u) || (u.endsWith('*') && netlifyRulePattern(u).test(rule.path)));
+    const hits = ours.filter((u) => re.test(u) || (u.includes('*') && netlifyRulePattern(u).test(rule.path)));
     if (hits.length === 0) continue;
     const clashing = rule.headerNames.filter((n) => ourHeaders.has(n.toLowerCase()));
     const what =

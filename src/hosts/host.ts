@@ -23,8 +23,11 @@ export interface HostFile {
 export interface HostWriter {
   /** Limits of the host; errors stop the build before anything is replaced in the output. */
   check(paths: PublishedPath[]): HostCheck;
-  /** The host's configuration files (may read what the output holds now, e.g. a site's own `_headers`). */
-  render(outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }>;
+  /**
+   * The host's configuration files (may read what the output holds now, e.g. a site's own `_headers`).
+   * `options`: this host's own options (the plugin's option named after the host), checked by the host.
+   */
+  render(outDir: string, paths: PublishedPath[], options?: unknown): Promise<{ files: HostFile[]; warnings: string[] }>;
 }
 
 export interface Host {
@@ -37,18 +40,22 @@ export interface Host {
   probeBase?(headers: ResponseHeaders): { kind: ProblemKind; message: string } | undefined;
 }
 
+/** Each host's own options, by host name (e.g. `{ netlify: { headers: 'compact' } }`). */
+export type HostOptions = Readonly<Record<string, unknown>>;
+
 /** Renders every given host's files, prefixing warnings with the host's name. */
 export async function renderHosts(
   hosts: readonly Host[],
   outDir: string,
   paths: PublishedPath[],
+  hostOptions: HostOptions = {},
 ): Promise<{ files: HostFile[]; warnings: string[] }> {
   const files: HostFile[] = [];
   const warnings: string[] = [];
   const owner = new Map<string, string>();
   for (const host of hosts) {
     if (!host.writer) continue;
-    const r = await host.writer.render(outDir, paths);
+    const r = await host.writer.render(outDir, paths, hostOptions[host.name]);
     for (const f of r.files) {
       const other = owner.get(f.file);
       // Netlify and Cloudflare Pages both read `_headers`, with different rules: one output, one host.

@@ -7,20 +7,20 @@ import { compareStrings } from '../util/format.ts';
 import { mergeIntoSiteHeaders, netlifyRulePattern } from './headers-file.ts';
 import type { Host, HostCheck } from './host.ts';
 
-// Netlify `_headers` writer. Renders headersFor() for every published URL, in one of two forms:
-// - exact (the default while it stays small): one exact-path rule per URL;
-// - compact (chosen when the exact form would exceed NETLIFY_COMPACT_ABOVE_RULES rules; 10,000 tags
-//   over 50,000 blobs are 70,000 rules, 21 MB): the same, except that the blobs of each repository share
-//   one rule `/v2/<name>/blobs/*` without Docker-Content-Digest (docker, containerd, podman/skopeo and crane
-//   verify a blob by its hash, not by that header; `registrish check` does not ask for it on blobs).
+// Netlify `_headers` writer. Renders what every published URL needs, in one of two forms (the
+// `netlify: { headers }` option; `auto` by default):
+// - exact: one exact-path rule per URL with exactly headersFor(p); no two rules match one URL;
+// - compact: a few pattern rules per repository (`/v2/<name>/manifests/*`, `…/manifests/sha256:*`,
+//   `…/blobs/*`, `…/referrers/*`) and one for every tags/list, then exact rules only where a URL's
+//   headers differ from its patterns' (in a multi-platform repository: one per index digest). Its
+//   rule count follows repositories and media types, not tags; it sends no Docker-Content-Digest.
 //
-// Why no overlapping rules of ours: Netlify applies every matching rule (the later one wins for the
-// same header name, per @netlify/headers-parser and `netlify dev`; documented nowhere official),
-// while Cloudflare Pages, which reads the same file format, comma-joins repeated headers across
-// matching rules. Two rules setting Content-Type on one URL would give `application/json,
-// application/vnd.oci…`, which no container client accepts. So every URL is matched by exactly one
-// rule of ours in both forms: the compact blob rule is checked against every published URL with the
-// parser's own RegExp (compactBlobRules) and not used for a repository where it would catch another.
+// The compact form relies on Netlify applying every matching rule with, for one header name, the
+// later rule winning: what @netlify/headers-parser does for a path listed twice, what `netlify dev`
+// (cli, utils/headers.ts headersForPath: Object.assign over the matching rules) and Netlify's own
+// local emulation (netlify/primitives, packages/headers: headersForPath) do; the live CDN was not
+// deployed to here. Cloudflare Pages, which reads the same file format, comma-joins instead: it has
+// its own writer (cloudflare.ts), and a Netlify `_headers` must never be deployed there.
 //
 // Why `:` in digest paths is written literally (checked against @netlify/headers-parser 9.0.3,
 // lib/line_parser.js and lib/for_regexp.js):
@@ -73,34 +73,35 @@ function assertHeaderText(urlPath: string, name: string, value: string): void {
   }
 }
 
-/**
- * Above this many rules a `_headers` is more than Netlify handles well, so the writer switches to
- * the compact form by itself, and warns if even that is more.
- * - Netlify's build reads the publish folder's `_headers` with @netlify/headers-parser
- *   (netlify/build, packages/config/src/headers.ts: addHeaders → parseAllHeaders), whose line
- *   reducer (packages/headers-parser/src/line_parser.ts, reduceLine) copies the list of rules read
- *   so far for every line: time grows with lines × rules. Measured here with 9.0.3 (4 headers a
- *   rule, Node 20): 8,000 rules 0.5 s, 10,000 0.6 s, 11,000 1.1 s, 12,000 5.3 s, 16,000 22 s,
- *   20,000 66 s; 60,000 (the exact form of 50,000 blobs) does not finish in minutes. `registrish
- *   serve` reads it with the same parser.
- * - Netlify documents no limit on header rules; for redirects (the same kind of rule file,
- *   serialized into the deploy) it says a too large output can fail the deploy and recommends
- *   wildcards from 10,000 rules on (https://docs.netlify.com/routing/redirects/), and its support
- *   staff reported builds timing out on `_headers` files over 15 MB
- *   (https://github.com/gatsbyjs/gatsby/issues/28693).
- */
-export const NETLIFY_COMPACT_ABOVE_RULES = 10_000;
+/** The two forms of the Netlify `_headers`, and `auto`: exact while Netlify reads it fast, else compact. */
+export type NetlifyHeadersForm = 'exact' | 'compact' | 'auto';
+export const NETLIFY_HEADERS_FORMS: readonly NetlifyHeadersForm[] = ['exact', 'compact', 'auto'];
 
-/** `true`: compact, `false`: one exact rule per URL, `'auto'`: compact above NETLIFY_COMPACT_ABOVE_RULES. */
-export type NetlifyCompact = boolean | 'auto';
+/** The `netlify` host option (`netlify: { headers }` in the plugin options). */
+export interface NetlifyOptions {
+  headers?: NetlifyHeadersForm;
+}
+
+/**
+ * `auto` writes the exact form up to this many rules (one per URL), the compact form above.
+ * Why a budget at all: Netlify's build reads the publish folder's `_headers` with
+ * @netlify/headers-parser (netlify/build, packages/config: addHeaders → parseAllHeaders), whose
+ * line reducer (line_parser.ts, reduceLine) copies the list of rules read so far for every line:
+ * time grows with lines × rules (measured with 9.0.3: 10,000 exact rules 0.6 s, 20,000 66 s).
+ * Why this number: the parse-time budget is half a second of that parser, and the exact form of
+ * 4,000 URLs is read in about a quarter of it here (`bench/scale.ts`, docs/performance.md "Scale"),
+ * leaving room for a slower build machine; the compact form's rules follow repositories, not tags.
+ */
+export const NETLIFY_EXACT_MAX_RULES = 4_000;
+/** Above this many rules even the compact form is slow for Netlify's parser: the writer warns. */
+export const NETLIFY_SLOW_RULES = 10_000;
 
 export interface NetlifyRule {
-  /** The rule path: a literal URL, or `/v2/<name>/blobs/*` in the compact form. */
+  /** The rule path: a literal URL, or a pattern (`/v2/<name>/manifests/*`, …) in the compact form. */
   path: string;
   headers: Array<[name: string, value: string]>;
 }
 
-const BLOB_URL_RE = /^\/v2\/(.+)\/blobs\/[^/]+$/u;
 const DIGEST_HEADER = 'docker-content-digest';
 
 /** One exact rule per URL, keyed by URL: refuses URLs Netlify would not read literally, and conflicts. */
@@ -123,93 +124,161 @@ function exactRules(paths: readonly PublishedPath[]): Map<string, { p: Published
 }
 
 /**
- * The compact form's blob rules: per repository, `/v2/<name>/blobs/*` with what every blob of it
- * shares (Content-Type, Cache-Control, X-Content-Type-Options) and no Docker-Content-Digest, which
- * is optional on blobs for every client (a static host cannot put the splat into a value).
- * Per repository rather than one rule with a splat for the name: Netlify's parser turns a rule
- * path into a RegExp where `/blobs/*` is `/blobs/?(.*)` (no segment boundary), so a rule for every
- * repository's blobs would also catch a tag named `blobs` or a repository `x/blobstore`. Even
- * `/v2/<name>/blobs/*` catches `/v2/<name>/blobsy/…`: a repository whose rule would match any URL
- * but its own blobs keeps one exact rule per blob, and so does a repository with a single blob
- * (nothing to save).
+ * What the compact form sends for `p`: headersFor(p) without Docker-Content-Digest, which a
+ * pattern rule cannot carry (Netlify has no placeholder in values) and no pull client needs
+ * (README, "Which headers clients need").
  */
-function compactBlobRules(exact: Map<string, { p: PublishedPath; rule: NetlifyRule }>): { rules: NetlifyRule[]; replaced: Set<string> } {
-  const blobsByRepo = new Map<string, PublishedPath[]>();
+export function compactHeadersFor(p: PublishedPath): Array<[string, string]> {
+  return headersFor(p).filter(([n]) => n.toLowerCase() !== DIGEST_HEADER);
+}
+
+/** A pattern rule of the compact form and the published URLs it stands for. */
+interface Pattern {
+  rule: NetlifyRule;
+  /** Lower-cased text every URL it matches starts with (its RegExp is `^<prefix>/?(.*)/?$` or `^<prefix>(.*)/?$`), or undefined for the global tags/list rule. */
+  prefix?: string;
+  re: RegExp;
+}
+
+const REPO_URL_RE = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/u;
+const TAG_LISTS = '/v2/*/tags/list';
+
+/** The most common value (ties: the smallest), for a pattern's header. */
+function majority(values: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || compareStrings(a[0], b[0]))[0]![0];
+}
+
+/**
+ * The compact form's patterns: per repository one for its manifests (`/v2/<name>/manifests/*`:
+ * what its tags share), one for its manifests by digest (`…/manifests/sha256:*`: what they share,
+ * later in the file so it wins over the first for them), one for its blobs and one for its
+ * referrers answers, each only where it stands for at least two URLs; and one for every tags/list.
+ * A pattern sets only headers that every published URL carries (Content-Type, Cache-Control,
+ * X-Content-Type-Options), so an exact rule later in the file can always correct it.
+ */
+function compactPatterns(exact: Map<string, { p: PublishedPath }>): Pattern[] {
+  const groups = new Map<string, { path: string; members: PublishedPath[] }>();
+  const add = (path: string, p: PublishedPath): void => {
+    let g = groups.get(path);
+    if (!g) groups.set(path, (g = { path, members: [] }));
+    g.members.push(p);
+  };
   for (const { p } of exact.values()) {
-    const m = p.kind === 'blob' ? BLOB_URL_RE.exec(p.urlPath) : null;
+    const m = REPO_URL_RE.exec(p.urlPath);
+    if (p.kind === 'tags') add(TAG_LISTS, p);
     if (!m) continue;
-    let list = blobsByRepo.get(m[1]!);
-    if (!list) blobsByRepo.set(m[1]!, (list = []));
-    list.push(p);
+    const [, repo, kind, ref] = m;
+    if (p.kind === 'manifest' && kind === 'manifests') add(ref!.startsWith('sha256:') ? `/v2/${repo}/manifests/sha256:*` : `/v2/${repo}/manifests/*`, p);
+    else if (p.kind === 'blob' && kind === 'blobs') add(`/v2/${repo}/blobs/*`, p);
+    else if (p.kind === 'referrers' && kind === 'referrers') add(`/v2/${repo}/referrers/*`, p);
   }
-  // The rule `/v2/<name>/blobs/*` matches (case-insensitively) every URL that starts with
-  // `/v2/<name>/blobs`: find, for each URL, every `<name>` it would be caught by.
-  const lowerRepos = new Map<string, string>();
-  for (const repo of blobsByRepo.keys()) lowerRepos.set(repo.toLowerCase(), repo);
-  const unsafe = new Set<string>();
-  for (const { p } of exact.values()) {
-    const u = p.urlPath.toLowerCase();
-    for (let i = u.indexOf('/blobs', 4); i >= 0; i = u.indexOf('/blobs', i + 1)) {
-      const repo = lowerRepos.get(u.slice('/v2/'.length, i));
-      if (repo === undefined || unsafe.has(repo)) continue;
-      const own = p.kind === 'blob' && BLOB_URL_RE.exec(p.urlPath)?.[1] === repo;
-      if (!own && netlifyRulePattern(`/v2/${repo}/blobs/*`).test(p.urlPath)) unsafe.add(repo);
+  const universal = (name: string): boolean => ['content-type', 'cache-control', 'x-content-type-options'].includes(name.toLowerCase());
+  const patterns: Pattern[] = [];
+  for (const g of groups.values()) {
+    if (g.members.length < 2) continue; // one URL: an exact rule is as small and matches nothing else
+    const lists = g.members.map((p) => compactHeadersFor(p).filter(([n]) => universal(n)));
+    const headers = lists[0]!.map(([name]): [string, string] => [name, majority(lists.map((l) => l.find(([n]) => n === name)?.[1] ?? ''))]);
+    if (headers.some(([, v]) => v === '')) continue;
+    const prefix = g.path === TAG_LISTS ? undefined : g.path.slice(0, -1).replace(/\/$/u, '').toLowerCase();
+    patterns.push({ rule: { path: g.path, headers }, prefix, re: netlifyRulePattern(g.path) });
+  }
+  return patterns.sort((a, b) => compareStrings(a.rule.path, b.rule.path));
+}
+
+/**
+ * The patterns that match `urlPath` (Netlify's RegExp, case-insensitive), in file order. Every
+ * per-repository pattern matches exactly the URLs starting with its prefix, so the candidates are
+ * found by looking up the URL's own prefixes ending in /manifests, /blobs, /referrers or
+ * /manifests/sha256:, then confirmed with the RegExp.
+ */
+function matchingPatterns(urlPath: string, byPrefix: Map<string, Pattern[]>, global: readonly Pattern[], order: Map<Pattern, number>): Pattern[] {
+  const u = urlPath.toLowerCase();
+  const hits = new Set<Pattern>(global.filter((g) => g.re.test(urlPath)));
+  for (const kw of ['/manifests', '/blobs', '/referrers']) {
+    for (let i = u.indexOf(kw, 3); i >= 0; i = u.indexOf(kw, i + 1)) {
+      for (const end of kw === '/manifests' ? [i + kw.length, i + '/manifests/sha256:'.length] : [i + kw.length]) {
+        for (const pattern of byPrefix.get(u.slice(0, end)) ?? []) if (pattern.re.test(urlPath)) hits.add(pattern);
+      }
     }
   }
-  const rules: NetlifyRule[] = [];
-  const replaced = new Set<string>();
-  for (const [repo, blobs] of blobsByRepo) {
-    // One blob: a rule either way, so it keeps its exact one (with its digest).
-    if (unsafe.has(repo) || blobs.length < 2) continue;
-    const shared = (p: PublishedPath): Array<[string, string]> => headersFor(p).filter(([n]) => n.toLowerCase() !== DIGEST_HEADER);
-    const first = JSON.stringify(shared(blobs[0]!));
-    if (!blobs.every((b) => JSON.stringify(shared(b)) === first)) continue;
-    rules.push({ path: `/v2/${repo}/blobs/*`, headers: shared(blobs[0]!) });
-    for (const b of blobs) replaced.add(b.urlPath);
-  }
-  return { rules, replaced };
-}
-
-/** Whether `compact` (an option value) means the compact form for these paths. */
-export function netlifyUsesCompact(paths: readonly PublishedPath[], compact: NetlifyCompact = 'auto'): boolean {
-  if (compact !== 'auto') return compact;
-  return new Set(paths.map((p) => p.urlPath)).size > NETLIFY_COMPACT_ABOVE_RULES;
+  return [...hits].sort((a, b) => order.get(a)! - order.get(b)!);
 }
 
 /**
- * The rules of the Netlify `_headers` for `paths`, sorted by path. Exact form: one rule per URL
- * carrying exactly headersFor(p). Compact form (`compact`, or `'auto'` above
- * NETLIFY_COMPACT_ABOVE_RULES): the same, except the blobs of each repository share one wildcard
- * rule without Docker-Content-Digest. No URL is matched by two of these rules in either form.
+ * The compact form: the patterns of compactPatterns(), then, for every URL they do not give
+ * exactly compactHeadersFor(p) — a manifest whose type differs from its pattern's, a repository's
+ * only blob, /v2/, a URL another repository's pattern also catches — one exact rule with just the
+ * headers to correct or add. Netlify applies every matching rule and, for one header name, the
+ * later rule wins; so after the patterns, each URL's exact rule has the last word.
  */
-export function planNetlifyRules(paths: readonly PublishedPath[], options: { compact?: NetlifyCompact } = {}): NetlifyRule[] {
-  const exact = exactRules(paths);
-  const rules: NetlifyRule[] = [];
-  if (netlifyUsesCompact(paths, options.compact)) {
-    const compact = compactBlobRules(exact);
-    rules.push(...compact.rules);
-    for (const [url, { rule }] of exact) if (!compact.replaced.has(url)) rules.push(rule);
-  } else {
-    for (const { rule } of exact.values()) rules.push(rule);
+function compactRules(exact: Map<string, { p: PublishedPath }>): NetlifyRule[] {
+  const patterns = compactPatterns(exact);
+  const order = new Map(patterns.map((p, i) => [p, i]));
+  const byPrefix = new Map<string, Pattern[]>();
+  const global: Pattern[] = [];
+  for (const pattern of patterns) {
+    if (pattern.prefix === undefined) global.push(pattern);
+    else byPrefix.set(pattern.prefix, [...(byPrefix.get(pattern.prefix) ?? []), pattern]);
   }
-  return rules.sort((a, b) => compareStrings(a.path, b.path));
+  const exceptions: NetlifyRule[] = [];
+  for (const [url, { p }] of exact) {
+    const got = new Map<string, string>();
+    for (const pattern of matchingPatterns(url, byPrefix, global, order)) for (const [n, v] of pattern.rule.headers) got.set(n.toLowerCase(), v);
+    const want = compactHeadersFor(p);
+    const wanted = new Set(want.map(([n]) => n.toLowerCase()));
+    const extra = [...got.keys()].filter((n) => !wanted.has(n));
+    if (extra.length) {
+      throw new RegistrishError(`compact _headers: ${url} would get ${extra.join(', ')} from a pattern rule`, {
+        hint: 'This is a bug in registrish; set the netlify option { headers: "exact" } meanwhile, and please report it.',
+      });
+    }
+    const diff = want.filter(([n, v]) => got.get(n.toLowerCase()) !== v);
+    if (diff.length) exceptions.push({ path: url, headers: diff });
+  }
+  exceptions.sort((a, b) => compareStrings(a.path, b.path));
+  return [...patterns.map((p) => p.rule), ...exceptions];
+}
+
+/** Which form `form` means for these paths: `auto` is exact up to NETLIFY_EXACT_MAX_RULES URLs. */
+export function netlifyHeadersForm(paths: readonly PublishedPath[], form: NetlifyHeadersForm = 'auto'): 'exact' | 'compact' {
+  if (form !== 'auto') return form;
+  return new Set(paths.map((p) => p.urlPath)).size > NETLIFY_EXACT_MAX_RULES ? 'compact' : 'exact';
 }
 
 /**
- * The Netlify `_headers` text for `paths` (see planNetlifyRules for the two forms). Throws on a URL
+ * The rules of the Netlify `_headers` for `paths`, in file order.
+ * - exact: one rule per URL carrying exactly headersFor(p), sorted by path; no two overlap.
+ * - compact: pattern rules per repository and kind (their number follows repositories), then
+ *   exact rules only where a URL differs from its patterns; no Docker-Content-Digest. Order
+ *   matters: for one header name the later matching rule wins.
+ */
+export function planNetlifyRules(paths: readonly PublishedPath[], options: NetlifyOptions = {}): NetlifyRule[] {
+  const exact = exactRules(paths);
+  if (netlifyHeadersForm(paths, options.headers) === 'compact') return compactRules(exact);
+  return [...exact.values()].map(({ rule }) => rule).sort((a, b) => compareStrings(a.path, b.path));
+}
+
+/**
+ * The Netlify `_headers` text for `paths` (see planNetlifyRules for the forms). Throws on a URL
  * that would not be read back literally, or on one URL listed twice with different headers.
  */
-export function renderNetlifyHeaders(paths: readonly PublishedPath[], options: { compact?: NetlifyCompact } = {}): string {
+export function renderNetlifyHeaders(paths: readonly PublishedPath[], options: NetlifyOptions = {}): string {
   return renderNetlifyRules(planNetlifyRules(paths, options));
 }
 
 /** The `_headers` text of rules from planNetlifyRules. */
 export function renderNetlifyRules(rules: readonly NetlifyRule[]): string {
-  const compact = rules.some((r) => r.path.endsWith('*'));
+  const compact = rules.some((r) => r.path.includes('*'));
   const head = [
-    compact
-      ? '# Generated by registrish: container registry headers, one exact rule per URL except blobs: one rule per repository (no per-blob Docker-Content-Digest, which clients do not need on blobs).'
-      : '# Generated by registrish: container registry headers, one exact rule per URL.',
+    ...(compact
+      ? [
+          '# Generated by registrish: container registry headers, compact form: pattern rules per repository, then',
+          '# exact rules where a URL differs. Every matching rule applies; for one header the later rule wins, so keep the order.',
+          '# No Docker-Content-Digest (no pull client needs it; a pattern cannot carry it).',
+        ]
+      : ['# Generated by registrish: container registry headers, one exact rule per URL.']),
     '# Do not edit: rewritten on every build. Rules added outside the registrish block are kept.',
   ].join('\n');
   const blocks = rules.map((r) => [r.path, ...r.headers.map(([n, v]) => `  ${n}: ${v}`)].join('\n'));
@@ -276,23 +345,42 @@ export function checkNetlifyLimits(paths: readonly PublishedPath[]): HostCheck {
   return { errors, warnings };
 }
 
+/**
+ * The `netlify` host option, checked: `{ headers: "exact" | "compact" | "auto" }` (auto when absent).
+ * The plugin checks it first (eleventy/options.ts); this guards the other callers.
+ */
+export function netlifyOptions(value: unknown): NetlifyOptions {
+  if (value === undefined) return {};
+  const v = value as Record<string, unknown> | null;
+  const form = v?.headers;
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.keys(v).some((k) => k !== 'headers') || (form !== undefined && !NETLIFY_HEADERS_FORMS.includes(form as NetlifyHeadersForm))) {
+    throw new RegistrishError(`the netlify host option must be { headers: ${NETLIFY_HEADERS_FORMS.map((f) => `"${f}"`).join(' | ')} }, not ${JSON.stringify(value)}`);
+  }
+  return form === undefined ? {} : { headers: form as NetlifyHeadersForm };
+}
+
 export const netlify: Host = {
   name: 'netlify',
   writer: {
     check: checkNetlifyLimits,
-    async render(outDir, paths) {
+    async render(outDir, paths, options) {
       // A site's own `_headers` is kept: ours lives between markers inside it.
-      const rules = planNetlifyRules(paths, { compact: 'auto' });
+      const form = netlifyHeadersForm(paths, netlifyOptions(options).headers);
+      const rules = planNetlifyRules(paths, { headers: form });
       const generated = renderNetlifyRules(rules);
       const merged = await mergeIntoSiteHeaders(outDir, generated);
       const warnings = [...merged.warnings];
-      if (rules.length > NETLIFY_COMPACT_ABOVE_RULES) {
-        const tags = paths.filter((p) => p.kind === 'manifest' && !p.immutable).length;
+      if (rules.length > NETLIFY_SLOW_RULES) {
+        const exact = rules.filter((r) => !r.path.includes('*')).length;
         warnings.push(
-          `_headers needs ${rules.length} rules even with one rule per repository for blobs (one per tag — ${tags} — and per ` +
-            `manifest). Netlify's build reads _headers in a time that grows with the square of its rules (measured: 10,000 ` +
-            `rules 0.6 s, 16,000 22 s, 20,000 66 s): expect a slow or timed-out deploy above ${NETLIFY_COMPACT_ABOVE_RULES}. ` +
-            'Publish fewer tags, or split the registry across sites.',
+          form === 'compact'
+            ? `_headers needs ${rules.length} rules even in the compact form (${exact} exact rules: in multi-platform repositories one per ` +
+                `index, whose type differs from its platform manifests'). Netlify's build reads _headers in a time that grows with the square ` +
+                `of its rules (measured: 10,000 rules 0.6 s, 16,000 22 s, 20,000 66 s): expect a slow or timed-out deploy. Publish fewer tags ` +
+                'of multi-platform images, or split the registry across sites.'
+            : `_headers has ${rules.length} rules in the exact form (one per URL). Netlify's build reads _headers in a time that grows with ` +
+                'the square of its rules (measured: 10,000 rules 0.6 s, 16,000 22 s, 20,000 66 s): use the netlify option { headers: "auto" } ' +
+                'or "compact", whose rules follow repositories rather than tags.',
         );
       }
       return { files: [{ file: '_headers', text: merged.text }], warnings };

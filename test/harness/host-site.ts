@@ -38,8 +38,8 @@ export interface HostSite extends Daemons {
   stop(): Promise<void>;
 }
 
-/** Seeds a real upstream, builds the standard image set for `host`, and starts containerd + dockerd. */
-export async function startHostSite(host: string, prefix: string): Promise<HostSite> {
+/** Seeds a real upstream, builds the standard image set for `host` (with its options), and starts containerd + dockerd. */
+export async function startHostSite(host: string, prefix: string, hostOptions?: Record<string, unknown>): Promise<HostSite> {
   for (const c of ['skopeo', 'podman', 'ctr', 'containerd', 'dockerd']) {
     if (!hasCommand(c)) throw new Error(`${c} is not installed: run scripts/install-test-deps.sh as root`);
   }
@@ -73,6 +73,7 @@ export async function startHostSite(host: string, prefix: string): Promise<HostS
     outputDir: out,
     cacheDir: path.join(project, '.cache', 'registrish'),
     hosts: [host],
+    ...(hostOptions ? { hostOptions } : {}),
     imageConcurrency: 4,
     blobConcurrency: 6,
     linkMode: 'hardlink',
