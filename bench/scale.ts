@@ -4,6 +4,7 @@
 // file, and the most files in one folder. Writes its section of docs/performance.md.
 //
 //   node scripts/build-dist.mjs && node --import tsx bench/scale.ts [--tags 1000,10000] [--no-pages] [--no-write]
+//   node --import tsx bench/scale.ts --headers-only [--tags 1000,10000,50000]   (header rules only, no build)
 //
 // Data set: 200 repositories × 50 tags, every tag its own OCI manifest (one config + 4 layers of
 // 64–512 bytes, all distinct): 10,000 manifests, 50,000 blobs. A run of N tags publishes the first
@@ -16,14 +17,15 @@
 // every cold build verifies every digest it downloads.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { checkCloudflare, planCloudflareRules, renderCloudflareRules } from '../src/hosts/cloudflare.ts';
-import { planNetlifyRules, renderNetlifyHeaders } from '../src/hosts/netlify.ts';
+import { CLOUDFLARE_MAX_RULES, checkCloudflare, planCloudflareRules, renderCloudflareRules, type CloudflareTags } from '../src/hosts/cloudflare.ts';
+import { NETLIFY_EXACT_MAX_RULES, netlifyHeadersForm, planNetlifyRules, renderNetlifyHeaders, renderNetlifyRules } from '../src/hosts/netlify.ts';
+import { headersFor } from '../src/publish/headers.ts';
 import type { PublishedPath } from '../src/model/published-path.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
 import { startRegistry, type UpstreamRegistry } from '../test/harness/upstream.ts';
@@ -39,14 +41,20 @@ const { values: args } = parseArgs({
     // Seed, write images.json for the largest --tags, keep the upstream running until Ctrl-C: for
     // profiling one build at a time (node --heapsnapshot-near-heap-limit=1 bench/build.mjs …).
     hold: { type: 'boolean', default: false },
+    // Header rules only (no seeding, no build): the published paths of the same data set, computed,
+    // single-platform and multi-platform, at up to 50,000 tags; writes the "Scale: header rules" section.
+    'headers-only': { type: 'boolean', default: false },
   },
 });
 const TAG_COUNTS = args.tags!.split(',').map(Number);
 const REPOS = 200;
 const TAGS_PER_REPO = 50;
 const LAYERS = 4;
-if (TAG_COUNTS.some((n) => !Number.isInteger(n) || n < REPOS || n > REPOS * TAGS_PER_REPO || n % REPOS !== 0)) {
-  throw new Error(`--tags: multiples of ${REPOS} up to ${REPOS * TAGS_PER_REPO}`);
+/** The header-rule figures go further than the builds: 250 tags a repository. */
+const HEADERS_MAX_TAGS = REPOS * 250;
+const maxTags = args['headers-only'] ? HEADERS_MAX_TAGS : REPOS * TAGS_PER_REPO;
+if (TAG_COUNTS.some((n) => !Number.isInteger(n) || n < REPOS || n > maxTags || n % REPOS !== 0)) {
+  throw new Error(`--tags: multiples of ${REPOS} up to ${maxTags}`);
 }
 const ROOT = path.resolve(import.meta.dirname, '..');
 const WORK = path.join(os.tmpdir(), `registrish-bench-scale-${process.pid}`);
@@ -227,20 +235,23 @@ const PARSE_CAP_S = 30;
 
 /**
  * Seconds @netlify/headers-parser takes to read `text` the way Netlify's build does (@netlify/config
- * addHeaders: parseAllHeaders, minimal), in a child process; Infinity past PARSE_CAP_S.
+ * addHeaders: parseAllHeaders, minimal), in a child process: wall and CPU (user + system, less
+ * disturbed by other work on a shared machine); Infinity past PARSE_CAP_S.
  */
-async function parseSeconds(text: string): Promise<number> {
+async function parseTimes(text: string): Promise<{ wall: number; cpu: number }> {
   const file = path.join(WORK, `headers-${Date.now()}`);
   await writeFile(file, text);
   const code = [
     "import { parseAllHeaders } from '@netlify/headers-parser';",
     'const t = performance.now();',
+    'const c = process.cpuUsage();',
     'const r = await parseAllHeaders({ headersFiles: [process.argv[1]], configHeaders: [], minimal: true });',
     "if (r.errors.length) throw new Error(r.errors[0].message);",
-    'console.log((performance.now() - t) / 1000);',
+    'const u = process.cpuUsage(c);',
+    'console.log(JSON.stringify({ wall: (performance.now() - t) / 1000, cpu: (u.user + u.system) / 1e6 }));',
   ].join('\n');
   try {
-    return await new Promise<number>((resolve, reject) => {
+    return await new Promise<{ wall: number; cpu: number }>((resolve, reject) => {
       const c = spawn(process.execPath, ['--input-type=module', '-e', code, file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
@@ -249,14 +260,19 @@ async function parseSeconds(text: string): Promise<number> {
       const timer = setTimeout(() => c.kill('SIGKILL'), PARSE_CAP_S * 1000);
       c.on('close', (status, signal) => {
         clearTimeout(timer);
-        if (signal === 'SIGKILL') resolve(Infinity);
+        if (signal === 'SIGKILL') resolve({ wall: Infinity, cpu: Infinity });
         else if (status !== 0) reject(new Error(`Netlify's parser: ${err.slice(-1000)}`));
-        else resolve(Number(out.trim()));
+        else resolve(JSON.parse(out) as { wall: number; cpu: number });
       });
     });
   } finally {
     await rm(file, { force: true });
   }
+}
+
+/** Wall seconds of parseTimes. */
+async function parseSeconds(text: string): Promise<number> {
+  return (await parseTimes(text)).wall;
 }
 
 async function hostFigures(out: string): Promise<HostFigures> {
@@ -320,6 +336,8 @@ async function measure(up: UpstreamRegistry, tags: number, withPages: boolean): 
   const warm = await eleventy(site, 'off.config.js');
   log(`${tags} tags: warm ${warm.wall} s, ${warm.rssMB.toFixed(0)} MB`);
   const run: Run = { tags, blobs: tags * (LAYERS + 1), cold, warm, hosts: await hostFigures(path.join(site, '_off')) };
+  // The header-rule figures (--headers-only) compute these paths: they must be what the build published.
+  assertSameHeaders(await readPathsFile(path.join(site, '_off')), datasetPaths(tags, 'single'));
 
   if (withPages) {
     // The same warm build with the default pages: nothing changed upstream, so v2/ is kept and the
@@ -332,6 +350,190 @@ async function measure(up: UpstreamRegistry, tags: number, withPages: boolean): 
   }
   await rm(site, { recursive: true, force: true });
   return run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header rules only (`--headers-only`): the published paths of the data set, computed rather than
+// built (what layoutRegistry publishes for it: /v2/, /v2/_catalog, per repository its tags/list, per
+// tag its manifest by tag and by digest and its blobs), so the forms of `_headers` can be measured
+// at 50,000 tags without a 50,000-tag build. A full run checks that the computed paths give every
+// built URL the same headers (assertSameHeaders). The multi-platform variant: every tag an OCI index
+// of two platform manifests (linux/amd64, linux/arm64), each with a config and 4 layers.
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+function jsonPath(urlPath: string, file: string, kind: PublishedPath['kind']): PublishedPath {
+  return { urlPath, file, kind, contentType: 'application/json', size: 2, immutable: false };
+}
+
+/** Every URL a registry of `tags` tags (tags/repos per repository) of the data set publishes. */
+function datasetPaths(tags: number, platforms: 'single' | 'multi', repos = REPOS): PublishedPath[] {
+  const paths: PublishedPath[] = [jsonPath('/v2/', 'v2/index.html', 'base'), jsonPath('/v2/_catalog', 'v2/_catalog', 'catalog')];
+  const add = (base: string, kind: 'manifests' | 'blobs', ref: string, type: string, digest: string, size: number, immutable: boolean): void => {
+    paths.push({ urlPath: `/${base}/${kind}/${ref}`, file: `${base}/${kind}/${ref}`, kind: kind === 'blobs' ? 'blob' : 'manifest', contentType: type, digest, size, immutable });
+  };
+  for (let r = 0; r < repos; r++) {
+    const base = `v2/${repoName(r)}`;
+    paths.push(jsonPath(`/${base}/tags/list`, `${base}/tags/list`, 'tags'));
+    for (let t = 0; t < tags / repos; t++) {
+      if (platforms === 'single') {
+        const img = image(r, t);
+        const digest = `sha256:${sha256(img.manifest)}`;
+        add(base, 'manifests', tagName(t), OCI_MANIFEST, digest, img.manifest.length, false);
+        add(base, 'manifests', digest, OCI_MANIFEST, digest, img.manifest.length, true);
+        for (const b of [img.config, ...img.layers]) add(base, 'blobs', `sha256:${sha256(b)}`, 'application/octet-stream', `sha256:${sha256(b)}`, b.length, true);
+        continue;
+      }
+      const label = (x: string): string => `sha256:${sha256(Buffer.from(`registrish-scale/multi/${r}/${t}/${x}`))}`;
+      add(base, 'manifests', tagName(t), OCI_INDEX, label('index'), 700, false);
+      add(base, 'manifests', label('index'), OCI_INDEX, label('index'), 700, true);
+      for (const arch of ['amd64', 'arm64']) {
+        add(base, 'manifests', label(arch), OCI_MANIFEST, label(arch), 1000, true);
+        for (let b = 0; b <= LAYERS; b++) add(base, 'blobs', label(`${arch}/${b}`), 'application/octet-stream', label(`${arch}/${b}`), 300, true);
+      }
+    }
+  }
+  return paths;
+}
+
+/** The computed paths give every built URL exactly the headers the build's own paths give it. */
+function assertSameHeaders(built: readonly PublishedPath[], computed: readonly PublishedPath[]): void {
+  const key = (p: PublishedPath): string => `${p.urlPath} ${JSON.stringify(headersFor(p))}`;
+  const a = new Set(built.map(key));
+  const b = new Set(computed.map(key));
+  const missing = [...a].filter((k) => !b.has(k));
+  if (missing.length || a.size !== b.size) throw new Error(`computed paths differ from the build's (${a.size} vs ${b.size}), e.g. ${missing[0]}`);
+}
+
+/** CPU seconds of the least of `n` parses (the machine is shared; the least is the one least disturbed). */
+async function parseBest(text: string, n: number): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < n; i++) {
+    best = Math.min(best, (await parseTimes(text)).cpu);
+    if (best === Infinity) break;
+  }
+  return best;
+}
+
+/** Above this many rules the exact form is not parsed (its size alone: 20,000 rules took 66 s). */
+const EXACT_PARSE_MAX_RULES = 100_000;
+
+interface HeaderRow {
+  set: string;
+  tags: number;
+  urls: number;
+  exact: { rules: number; bytes: number; parseS: number };
+  compact: { rules: number; exactRules: number; bytes: number; parseS: number };
+  auto: string;
+  cloudflare: { exact: number; compact: number };
+}
+
+async function headerRow(tags: number, platforms: 'single' | 'multi'): Promise<HeaderRow> {
+  const paths = datasetPaths(tags, platforms);
+  const exact = planNetlifyRules(paths, { headers: 'exact' });
+  const exactText = renderNetlifyRules(exact);
+  const compact = planNetlifyRules(paths, { headers: 'compact' });
+  const compactText = renderNetlifyRules(compact);
+  const row: HeaderRow = {
+    set: platforms === 'single' ? 'single-platform' : 'multi-platform (index of 2)',
+    tags,
+    urls: paths.length,
+    exact: { rules: exact.length, bytes: Buffer.byteLength(exactText), parseS: exact.length <= EXACT_PARSE_MAX_RULES ? await parseBest(exactText, exact.length <= 10_000 ? 3 : 1) : NaN },
+    compact: { rules: compact.length, exactRules: compact.filter((r) => !r.path.includes('*')).length, bytes: Buffer.byteLength(compactText), parseS: await parseBest(compactText, 3) },
+    auto: netlifyHeadersForm(paths, 'auto'),
+    cloudflare: { exact: planCloudflareRules(paths, { tags: 'exact' }).length, compact: planCloudflareRules(paths, { tags: 'compact' }).length },
+  };
+  log(`headers: ${row.set} ${tags} tags: exact ${row.exact.rules} rules ${row.exact.parseS} s; compact ${row.compact.rules} rules ${row.compact.parseS} s`);
+  return row;
+}
+
+/** Netlify's parser on the exact form of the first `n` URLs of the data set: where `auto` switches. */
+async function exactCurve(sizes: number[]): Promise<Array<{ rules: number; parseS: number }>> {
+  const paths = datasetPaths(2_000, 'single');
+  const out: Array<{ rules: number; parseS: number }> = [];
+  for (const n of sizes) {
+    const rules = planNetlifyRules(paths.slice(0, n), { headers: 'exact' });
+    out.push({ rules: rules.length, parseS: await parseBest(renderNetlifyRules(rules), 3) });
+    log(`headers: exact form of ${n} URLs: ${out.at(-1)!.parseS} s`);
+  }
+  return out;
+}
+
+/**
+ * The most tags Cloudflare Pages' 100 rules carry, with one rule per tag and with compact tags, for
+ * `repos` repositories of the data set (tags spread evenly); past 20,000 the files limit binds first.
+ */
+function cloudflareCapacity(platforms: 'single' | 'multi', repos: number, tags: CloudflareTags): number | string {
+  const fits = (n: number): boolean => planCloudflareRules(datasetPaths(n, platforms, repos), { tags }).length <= CLOUDFLARE_MAX_RULES;
+  if (!fits(repos)) return 0;
+  let lo = 1;
+  let hi = 2;
+  while (hi * repos <= 20_000 && fits(hi * repos)) [lo, hi] = [hi, hi * 2];
+  if (hi * repos > 20_000 && fits(Math.floor(20_000 / repos) * repos)) return `all of 20,000 tried (rules do not bind; the 20,000-file limit does, first)`;
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid * repos)) lo = mid;
+    else hi = mid;
+  }
+  return lo * repos;
+}
+
+function headersReport(rows: HeaderRow[], curve: Array<{ rules: number; parseS: number }>, capacity: string[]): string {
+  const s = (n: number): string => (Number.isNaN(n) ? 'not run' : n === Infinity ? `> ${PARSE_CAP_S} (stopped)` : n.toFixed(2));
+  const int = (n: number): string => n.toLocaleString('en');
+  const table = [
+    '| data set | tags | URLs | exact: rules | size | parse s | compact: rules | of which exact | size | parse s | `auto` writes | Cloudflare rules (limit 100): a rule per tag | compact tags |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.set} | ${int(r.tags)} | ${int(r.urls)} | ${int(r.exact.rules)} | ${mb(r.exact.bytes)} | ${s(r.exact.parseS)} | ${int(r.compact.rules)} | ${int(r.compact.exactRules)} | ${mb(r.compact.bytes)} | ${s(r.compact.parseS)} | ${r.auto} | ${int(r.cloudflare.exact)} | ${int(r.cloudflare.compact)} |`,
+    ),
+  ];
+  return [
+    `- ${new Date().toISOString()}; machine: ${machineLine()}; @netlify/headers-parser ${parserVersion()}`,
+    `- data set: ${REPOS} repositories, N/${REPOS} tags each; single-platform: each tag its own OCI manifest (config + ${LAYERS} layers), the paths a build of the seeded data set publishes (checked identical by every full run); ` +
+      'multi-platform: each tag an OCI index of two platform manifests, each with a config and 4 layers',
+    `- parse s: CPU seconds (user + system) of \`parseAllHeaders\` as Netlify's build calls it (minimal), in a child process, the least of 3 runs (1 above 10,000 rules), stopped at ${PARSE_CAP_S} s wall; ` +
+      `"not run" above ${int(EXACT_PARSE_MAX_RULES)} rules`,
+    `- reproduce: \`node --import tsx bench/scale.ts --headers-only --tags ${rows.filter((r) => r.set === rows[0]!.set).map((r) => r.tags).join(',')}\``,
+    '',
+    ...table,
+    '',
+    `Where \`auto\` switches (exact up to ${int(NETLIFY_EXACT_MAX_RULES)} URLs): Netlify's parser on the exact form of the first N URLs of the single-platform set (CPU s): ` +
+      curve.map((c) => `${int(c.rules)} rules ${s(c.parseS)}`).join(', ') + '.',
+    '',
+    `Cloudflare Pages, the most tags its ${CLOUDFLARE_MAX_RULES} rules carry (tags spread evenly over the repositories): ${capacity.join('; ')}.`,
+  ].join('\n');
+}
+
+function parserVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@netlify/headers-parser/package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function headersOnly(): Promise<void> {
+  await mkdir(WORK, { recursive: true });
+  try {
+    const curve = await exactCurve([1_000, 2_000, 4_000, 6_000, 8_000, 10_000]);
+    const rows: HeaderRow[] = [];
+    for (const platforms of ['single', 'multi'] as const) for (const n of TAG_COUNTS) rows.push(await headerRow(n, platforms));
+    const capacity: string[] = [];
+    for (const platforms of ['single', 'multi'] as const) {
+      for (const repos of [1, 10]) {
+        const f = (t: CloudflareTags): string => String(cloudflareCapacity(platforms, repos, t)).replace(/^(\d+)$/u, (n) => Number(n).toLocaleString('en'));
+        capacity.push(`${platforms}-platform, ${repos} repositor${repos === 1 ? 'y' : 'ies'}: ${f('exact')} with a rule per tag, ${f('compact')} with compact tags`);
+        log(`headers: ${capacity.at(-1)}`);
+      }
+    }
+    const text = headersReport(rows, curve, capacity);
+    console.log(text);
+    if (!args['no-write']) await writeSection('scale-headers', text, 'Scale: header rules');
+  } finally {
+    await rm(WORK, { recursive: true, force: true });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,6 +649,7 @@ async function version(cmd: string, argv: string[]): Promise<string> {
 }
 
 async function main(): Promise<void> {
+  if (args['headers-only']) return headersOnly();
   if (!existsSync('/usr/bin/time')) throw new Error('GNU time is missing: apt-get install -y time');
   if (!existsSync(path.join(ROOT, 'dist/index.js'))) throw new Error('dist/ is missing: run node scripts/build-dist.mjs first');
   await mkdir(WORK, { recursive: true });

@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
-import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/hosts/cloudflare.ts';
+import { createHash } from 'node:crypto';
+import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, cloudflareTagsFor, cloudflareWanted, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/hosts/cloudflare.ts';
 import { headersFor } from '../src/publish/headers.ts';
 import { renderNetlifyHeaders } from '../src/hosts/netlify.ts';
 import { seedUpstream } from './harness/images.ts';
@@ -242,10 +243,11 @@ describe('Cloudflare limits in check()', () => {
     expect(checkCloudflare(summary.paths)).toEqual({ errors: [], warnings: [] });
   });
 
-  it('too many tags for 100 rules: an error naming the limit and the images', () => {
+  it('more tags than 100 rules at one rule each: compact tags carry them (their digests are not in the tag rules)', () => {
     const many = [...summary.paths, ...Array.from({ length: 120 }, (_, i) => manifest(i % 2 ? 'big/one' : 'big/two', `t${i}`, i))];
-    const { errors } = checkCloudflare(many);
-    expect(errors.join('\n')).toMatch(/at most 100.*big\/one, big\/two/su);
+    expect(planCloudflareRules(many, { tags: 'exact' }).length).toBeGreaterThan(CLOUDFLARE_MAX_RULES);
+    expect(checkCloudflare(many)).toEqual({ errors: [], warnings: [] });
+    expect(planCloudflareRules(many, { tags: 'compact' }).length).toBeLessThanOrEqual(CLOUDFLARE_MAX_RULES);
   });
 
   it('a file over 25 MiB: an error naming the image', () => {
@@ -271,5 +273,62 @@ describe('Cloudflare limits in check()', () => {
     // of depth 1 must not give it a blob's headers — it does not, since that rule needs "sha256:".
     const tags: PublishedPath = { urlPath: '/v2/foo/blobs/tags/list', file: 'v2/foo/blobs/tags/list', kind: 'tags', contentType: 'application/json', size: 10, immutable: false };
     expect(checkCloudflare([...summary.paths, tags]).errors).toEqual([]);
+  });
+});
+
+describe('Cloudflare compact tags (one rule for every tag of a name depth)', () => {
+  const d = (i: number, salt: string): string => `sha256:${createHash('sha256').update(`${salt}${i}`).digest('hex')}`;
+  /** `n` more tags of an existing single-platform repository, each its own manifest. */
+  const moreTags = (repo: string, n: number, type = 'application/vnd.oci.image.manifest.v1+json'): PublishedPath[] =>
+    Array.from({ length: n }, (_, i) => {
+      const digest = d(i, `${repo}/${type}`);
+      const m = { kind: 'manifest' as const, contentType: type, digest, size: 100 };
+      return [
+        { ...m, urlPath: `/v2/${repo}/manifests/more${i}`, file: `v2/${repo}/manifests/more${i}`, immutable: false },
+        { ...m, urlPath: `/v2/${repo}/manifests/${digest}`, file: `v2/${repo}/manifests/${digest}`, immutable: true },
+      ];
+    }).flat();
+
+  it('carries hundreds of tags in a few rules, every URL getting exactly its headers (tags without their digest)', async () => {
+    const paths = [...summary.paths, ...moreTags('oci/single', 300), ...moreTags('docker/single', 200, 'application/vnd.docker.distribution.manifest.v2+json'), ...moreTags('x/y/z/w/deep', 5)];
+    expect(planCloudflareRules(paths, { tags: 'exact' }).length).toBeGreaterThan(500);
+    expect(cloudflareTagsFor(paths)).toBe('compact');
+    expect(checkCloudflare(paths)).toEqual({ errors: [], warnings: [] });
+    const site = makeTempDir('rsh-cf6-');
+    try {
+      const text = (await renderCloudflare(site, paths)).files[0]!.text;
+      const { rules, invalid } = parsePagesHeaders(text);
+      expect(invalid).toEqual([]);
+      expect(rules.length).toBeLessThanOrEqual(CLOUDFLARE_MAX_RULES);
+      expect(rules.map((r) => r.path)).toContain('/v2/:r1_/:r2_/manifests/:t_');
+      for (const p of paths) {
+        const got = pagesResponseHeaders(rules, p.urlPath);
+        for (const [name, value] of cloudflareWanted(p, 'compact')) expect(got.get(name), `${p.urlPath} ${name}`).toBe(value);
+        if (p.kind === 'manifest' && !p.immutable) expect(got.get('docker-content-digest'), p.urlPath).toBeNull();
+        if (p.kind === 'manifest' && p.immutable) expect(got.get('docker-content-digest'), p.urlPath).toBe(p.digest);
+      }
+    } finally {
+      removeDir(site);
+    }
+  });
+
+  it('stays exact (a rule per tag, with its digest) while that fits 100 rules', () => {
+    expect(cloudflareTagsFor(summary.paths)).toBe('exact');
+    expect(planCloudflareRules(summary.paths).length).toBe(planCloudflareRules(summary.paths, { tags: 'exact' }).length);
+  });
+
+  it('still refuses what does not fit, naming the manifests that need their own rule', () => {
+    // Multi-platform: every index's type differs from its platform manifests' — one rule each.
+    const indexes = Array.from({ length: 120 }, (_, i) => {
+      const digest = d(i, 'idx');
+      const m = { kind: 'manifest' as const, contentType: 'application/vnd.oci.image.index.v1+json', digest, size: 100 };
+      return [
+        { ...m, urlPath: `/v2/multi/manifests/t${i}`, file: `v2/multi/manifests/t${i}`, immutable: false },
+        { ...m, urlPath: `/v2/multi/manifests/${digest}`, file: `v2/multi/manifests/${digest}`, immutable: true },
+      ];
+    }).flat();
+    const children = moreTags('multi', 240).filter((p) => p.immutable);
+    const { errors } = checkCloudflare([...summary.paths, ...indexes, ...children]);
+    expect(errors.join('\n')).toMatch(/at most 100\. 1\d\d of them are for manifests whose type differs .*one per index\), in .*multi/su);
   });
 });

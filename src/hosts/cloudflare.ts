@@ -26,8 +26,13 @@ import type { PublishedPath } from '../model/published-path.ts';
 // - one rule per URL cannot fit 100 rules; rules are grouped: one for what every URL shares, one per
 //   name depth for blobs and for digest manifests (with their most common type), and for digest
 //   manifests of another type `! Content-Type` + their own (per repository when that saves rules,
-//   else per manifest), one per tag
-//   (a tag's digest is its own), and one each for /v2/, /v2/_catalog and all tags/list.
+//   else per manifest), and one each for /v2/, /v2/_catalog and all tags/list; then tags:
+//   - while it fits in 100 rules, one exact rule per tag (a tag's digest is its own);
+//   - beyond, compact tags: per name depth one rule `/v2/:r1_/manifests/:t_` (the most common tag
+//     type, no Docker-Content-Digest: no client needs it), placed before the digest rules, which
+//     `! Content-Type` / `! Cache-Control` what it set on digest URLs; repositories or tags of
+//     another type get their own rule. Then rules grow with repositories and with manifests whose
+//     type differs from the rest of their repository — in a multi-platform one, one per index.
 // - after rendering, the rules are applied to every published URL with the semantics above
 //   (cloudflareHeadersFor) and must give exactly headersFor(p): else the build fails, never serves
 //   a wrong header.
@@ -74,8 +79,18 @@ function literal(s: string): string {
 // prefix of another (`:r1` would also cut `:r10`).
 const placeholders = (depth: number): string => Array.from({ length: depth }, (_, i) => `:r${i + 1}_`).join('/');
 
+/**
+ * How tags are written: `exact`, one rule per tag (with its Docker-Content-Digest); `compact`, per
+ * name depth one rule for every tag (`/v2/:r1_/manifests/:t_`, the most common tag type), a rule
+ * per repository whose own type differs (when that saves rules) and one per tag of yet another
+ * type, and no Docker-Content-Digest on tags (no client needs it: README, "Which headers clients
+ * need"). `auto` (the writer): exact while that fits Pages' 100 rules, else compact.
+ */
+export type CloudflareTags = 'exact' | 'compact';
+
 /** Groups the published paths into Cloudflare rules (see the comment at the top). */
-export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
+export function planCloudflareRules(paths: readonly PublishedPath[], options: { tags?: CloudflareTags } = {}): CfRule[] {
+  const compactTags = options.tags === 'compact';
   const parsed = paths.map(parse);
   const rules: CfRule[] = [];
   const headerMap = (p: PublishedPath): Map<string, string> => new Map(headersFor(p));
@@ -101,6 +116,40 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
 
   // 4. Blobs and digest manifests: one rule per name depth; the digest comes from the splat.
   const depthOf = (x: Parsed): number => x.repo!.split('/').length;
+  const mostCommon = (xs: Parsed[]): string => {
+    const counts = new Map<string, number>();
+    for (const x of xs) counts.set(x.p.contentType, (counts.get(x.p.contentType) ?? 0) + 1);
+    return [...counts].sort((a, b) => b[1] - a[1] || compareStrings(a[0], b[0]))[0]![0];
+  };
+  /** The compact tag rules (see CloudflareTags), pushed in order; the header names they set. */
+  const tagRules = (tags: Parsed[]): string[] => {
+    const drop = ['Docker-Content-Digest', 'Content-Type'];
+    const names = new Set<string>();
+    const overrides: CfRule[] = [];
+    for (const depth of [...new Set(tags.map(depthOf))].sort((a, b) => a - b)) {
+      const group = tags.filter((x) => depthOf(x) === depth);
+      const first = rest(group[0]!.p, drop);
+      if (!group.every((x) => JSON.stringify(rest(x.p, drop)) === JSON.stringify(first))) {
+        throw new RegistrishError(`Cloudflare: tags at name depth ${depth} do not share their headers; cannot group them`);
+      }
+      const depthType = mostCommon(group);
+      const set: Array<[string, string]> = [['Content-Type', depthType], ...first];
+      for (const [n] of set) names.add(n);
+      rules.push({ path: `/v2/${placeholders(depth)}/manifests/:t_`, set, unset: [] });
+      for (const repo of [...new Set(group.map((x) => x.repo!))].sort(compareStrings)) {
+        const ts = group.filter((x) => x.repo === repo);
+        const own = mostCommon(ts);
+        const withOwn = 1 + ts.filter((x) => x.p.contentType !== own).length;
+        const type = withOwn < ts.filter((x) => x.p.contentType !== depthType).length ? own : depthType;
+        if (type !== depthType) overrides.push({ path: `/v2/${literal(repo)}/manifests/:t_`, set: [['Content-Type', type]], unset: ['Content-Type'] });
+        for (const x of ts.filter((t) => t.p.contentType !== type)) {
+          overrides.push({ path: literal(x.p.urlPath), set: [['Content-Type', x.p.contentType]], unset: ['Content-Type'] });
+        }
+      }
+    }
+    rules.push(...overrides);
+    return [...names];
+  };
   const digestRule = (kind: 'blobs' | 'manifests', xs: Parsed[], withType: boolean): void => {
     for (const depth of [...new Set(xs.map(depthOf))].sort((a, b) => a - b)) {
       const group = xs.filter((x) => depthOf(x) === depth);
@@ -119,7 +168,16 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
   digestRule('blobs', blobs, true);
 
   const digestManifests = parsed.filter((x) => x.p.kind === 'manifest' && x.p.immutable && DIGEST_RE.test(x.ref!));
+  const tagManifests = parsed.filter((x) => x.p.kind === 'manifest' && !digestManifests.includes(x));
+  // Compact tags: their rules match digest URLs too (`:t_` is any segment), so they come before
+  // the digest rules, which unset what they set.
+  const tagNames = compactTags ? tagRules(tagManifests) : [];
   digestRule('manifests', digestManifests, false);
+  if (tagNames.length) {
+    for (const depth of new Set(digestManifests.map(depthOf))) {
+      rules.find((r) => r.path === `/v2/${placeholders(depth)}/manifests/sha256:*`)!.unset.push(...tagNames);
+    }
+  }
   // Content-Type of digest manifests, fewest rules first: the most common type of a name depth
   // goes on its depth rule; a repository whose own most common type differs (and saves rules)
   // replaces it (`! Content-Type`, then its type); single manifests of yet another type replace it
@@ -159,8 +217,8 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
     rules.push({ path: `/v2/${placeholders(depth)}/referrers/sha256:*`, set: rest(group[0]!.p), unset: [] });
   }
 
-  // 6. Tags: one exact rule each (the digest differs per tag).
-  const done = new Set<PublishedPath>([...parsed.filter((x) => ['base', 'catalog', 'tags', 'blob', 'referrers'].includes(x.p.kind)), ...digestManifests].map((x) => x.p));
+  // 6. Tags, exact: one rule each (the digest differs per tag).
+  const done = new Set<PublishedPath>([...parsed.filter((x) => ['base', 'catalog', 'tags', 'blob', 'referrers'].includes(x.p.kind)), ...digestManifests, ...(compactTags ? tagManifests : [])].map((x) => x.p));
   for (const x of parsed.filter((x) => !done.has(x.p))) rules.push({ path: literal(x.p.urlPath), set: rest(x.p), unset: [] });
   return rules;
 }
@@ -211,13 +269,24 @@ function compileRules(rules: readonly CfRule[]): Array<RegExp | undefined> {
   return rules.map((r) => cloudflareRuleRegExp(r.path));
 }
 
-/** Mismatches between what Pages would send and headersFor(p), one message per URL. */
-export function cloudflareMismatches(rules: readonly CfRule[], paths: readonly PublishedPath[]): string[] {
+/** What a URL must get with tags written `tags`: headersFor(p), without the digest of a compact tag. */
+export function cloudflareWanted(p: PublishedPath, tags: CloudflareTags = 'exact'): Array<[string, string]> {
+  const compactTag = tags === 'compact' && p.kind === 'manifest' && !p.immutable;
+  return headersFor(p).filter(([n]) => !(compactTag && n === 'Docker-Content-Digest'));
+}
+
+/** The tag form the writer uses: exact while the rules fit Pages' limit, else compact. */
+export function cloudflareTagsFor(paths: readonly PublishedPath[]): CloudflareTags {
+  return planCloudflareRules(paths, { tags: 'exact' }).length <= CLOUDFLARE_MAX_RULES ? 'exact' : 'compact';
+}
+
+/** Mismatches between what Pages would send and cloudflareWanted(p, tags), one message per URL. */
+export function cloudflareMismatches(rules: readonly CfRule[], paths: readonly PublishedPath[], tags: CloudflareTags = 'exact'): string[] {
   const out: string[] = [];
   const compiled = compileRules(rules);
   for (const p of paths) {
     const got = cloudflareHeadersFor(rules, p.urlPath, compiled);
-    const want = new Map(headersFor(p).map(([n, v]) => [n.toLowerCase(), v]));
+    const want = new Map(cloudflareWanted(p, tags).map(([n, v]) => [n.toLowerCase(), v]));
     const diff = [...new Set([...got.keys(), ...want.keys()])].filter((k) => got.get(k) !== want.get(k));
     if (diff.length) out.push(`${p.urlPath}: ${diff.map((k) => `${k} would be ${JSON.stringify(got.get(k) ?? null)} instead of ${JSON.stringify(want.get(k) ?? null)}`).join('; ')}`);
   }
@@ -254,10 +323,10 @@ export function parseCloudflareHeaders(text: string): Array<CfRule & { line: num
  * Every rule of the final `_headers` (the registry's and the site's own) applied with Pages'
  * semantics to every published URL: a site rule that changes a registry header is a build error.
  */
-export function cloudflareMergedProblem(mergedText: string, ours: readonly CfRule[], paths: readonly PublishedPath[]): string | undefined {
+export function cloudflareMergedProblem(mergedText: string, ours: readonly CfRule[], paths: readonly PublishedPath[], tags: CloudflareTags = 'exact'): string | undefined {
   const all = parseCloudflareHeaders(mergedText);
   const ourKeys = new Set(ours.map((r) => JSON.stringify([r.path, r.set, r.unset])));
-  const bad = cloudflareMismatches(all, paths);
+  const bad = cloudflareMismatches(all, paths, tags);
   if (bad.length === 0) return undefined;
   const example = bad[0]!;
   const url = example.slice(0, example.indexOf(': '));
@@ -295,19 +364,21 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
     }
   }
   let rules: CfRule[] = [];
+  let tags: CloudflareTags = 'exact';
   try {
-    rules = planCloudflareRules(paths);
+    tags = cloudflareTagsFor(paths);
+    rules = planCloudflareRules(paths, { tags });
   } catch (err) {
     errors.push((err as Error).message);
     return { errors, warnings };
   }
   if (rules.length > CLOUDFLARE_MAX_RULES) {
-    const tagRules = paths.filter((p) => p.kind === 'manifest' && !p.immutable);
-    const names = [...new Set(tagRules.map(repoOf))].sort(compareStrings);
+    const exceptions = rules.filter((r) => r.unset.includes('Content-Type') && !r.set.some(([n]) => n === 'Docker-Content-Digest'));
+    const names = [...new Set(exceptions.map((r) => /^\/v2\/(.+)\/manifests\//u.exec(r.path)?.[1] ?? r.path))].sort(compareStrings);
     errors.push(
-      `the registry needs ${rules.length} _headers rules; Cloudflare Pages reads at most ${CLOUDFLARE_MAX_RULES} ` +
-        `(one per tag — ${tagRules.length} tags, in ${names.join(', ')} — one per repository with digest manifests, and a few shared). ` +
-        'Publish fewer tags or repositories.',
+      `the registry needs ${rules.length} _headers rules even with one rule for all tags of a name depth; Cloudflare Pages reads at most ${CLOUDFLARE_MAX_RULES}. ` +
+        `${exceptions.length} of them are for manifests whose type differs from the rest of their repository (in a multi-platform repository: one per index), in ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}. ` +
+        'Publish fewer tags of multi-platform images, or fewer repositories.',
     );
     // Applying thousands of rules to every URL would cost rules × URLs, for a build that fails anyway.
     return { errors, warnings };
@@ -315,7 +386,7 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
   const text = renderCloudflareRules(rules);
   const long = text.split('\n').findIndex((l) => l.length > CLOUDFLARE_MAX_LINE);
   if (long >= 0) errors.push(`_headers line ${long + 1} is longer than ${CLOUDFLARE_MAX_LINE} characters, which Cloudflare Pages ignores`);
-  const bad = cloudflareMismatches(rules, paths);
+  const bad = cloudflareMismatches(rules, paths, tags);
   if (bad.length) errors.push(`Cloudflare _headers rules would not give the exact headers (a bug in registrish, please report it): ${bad.slice(0, 3).join(' | ')}`);
   return { errors, warnings };
 }
@@ -323,7 +394,8 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
 const NOT_FOUND_HTML = '<!doctype html>\n<meta charset="utf-8">\n<title>Not found</title>\n<h1>404 Not found</h1>\n';
 
 export async function renderCloudflare(outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }> {
-  const rules = planCloudflareRules(paths);
+  const tags = cloudflareTagsFor(paths);
+  const rules = planCloudflareRules(paths, { tags });
   const merged = await mergeIntoSiteHeaders(outDir, renderCloudflareRules(rules));
   // The site's own rules count against the same limit.
   const ruleCount = merged.text.split('\n').filter((l) => /^\s*(\/|https:\/\/)/u.test(l)).length;
@@ -333,7 +405,7 @@ export async function renderCloudflare(outDir: string, paths: PublishedPath[]): 
       { hint: 'Remove some of your own _headers rules, or publish fewer tags.' },
     );
   }
-  const problem = cloudflareMergedProblem(merged.text, rules, paths);
+  const problem = cloudflareMergedProblem(merged.text, rules, paths, tags);
   if (problem) {
     throw new RegistrishError(problem, {
       hint: 'Narrow your own _headers rule so it does not match /v2/ URLs, or drop the registry header names from it.',
