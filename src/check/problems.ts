@@ -51,7 +51,8 @@ export const BREAKS: Record<ProblemKind, string> = {
   'manifest-type': `${ALL_CLIENTS} (skopeo/podman: "unsupported schema version"; containerd treats it as a blob; docker: "missing signature key" / "unsupported manifest media type")`,
   'type-params': 'crane / go-containerregistry (compares Content-Type raw, so an index is not recognised); the OCI spec says SHOULD carry no parameters',
   'manifest-invalid': ALL_CLIENTS,
-  'digest-header-missing': 'none (containerd makes one extra GET to hash the body); the OCI distribution spec says MUST',
+  'digest-header-missing':
+    'no pull: docker, containerd, podman/skopeo and crane pull without it (containerd and docker then GET the manifest and hash it; crane pulls with GET); crane digest falls back from HEAD to GET; the OCI distribution spec says MUST',
   'digest-header-wrong': 'containerd and docker (they trust the header to resolve the tag, then the content does not match it)',
   'head-length': 'containerd (ctr, nerdctl, kubelet) and docker: HEAD must carry the real Content-Length (containerd fails on 0: "target.Size must be greater than zero")',
   'length-wrong': `${ALL_CLIENTS} (they verify the size; crane rejects a Content-Length different from the descriptor size)`,
@@ -123,7 +124,7 @@ export const GENERIC_FIXES: Record<ProblemKind, string> = {
   'manifest-type': 'Serve each manifest with exactly its own mediaType as Content-Type (listed per URL in v2/.registrish-paths.json).',
   'type-params': 'Send the bare media type: whatever adds `; charset=…` (the server for "text-like" types, a proxy, a worker) must not for /v2/.',
   'manifest-invalid': `The file served is not the manifest the build wrote. ${REDEPLOY}`,
-  'digest-header-missing': 'Send `Docker-Content-Digest: <digest>` on manifests where the host can (optional for the clients measured).',
+  'digest-header-missing': 'Optional for every pull client measured; send `Docker-Content-Digest: <digest>` on manifests where the host can (a Content-Type on the same response is then required by docker).',
   'digest-header-wrong': 'The header rules are from another build than the files (a tag moved): deploy the host files from the same build as v2/.',
   'head-length': "Answer HEAD like GET, with the file's Content-Length (static file serving does; a function, proxy or worker in front may not).",
   'length-wrong': `The file served is not the one the build wrote (truncated, transformed, or a Git LFS pointer). ${REDEPLOY}`,

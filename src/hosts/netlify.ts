@@ -391,7 +391,7 @@ export const netlify: Host = {
     status: `${REDEPLOY} Netlify allows at most 54,000 files per directory.`,
     'manifest-type': 'Deploy the generated _headers at the publish root together with the site (it sets the type of every manifest URL). `netlify dev` overwrites Content-Type: check the deployed site, not the dev proxy.',
     'type-params': 'Netlify sends the _headers value as written: look for another rule, an Edge Function or a proxy in front that adds the parameter.',
-    'digest-header-missing': 'The generated _headers sets it: deploy it with the site.',
+    'digest-header-missing': 'Expected with the compact _headers (the netlify option headers: "compact", or "auto" on a large registry): its pattern rules cannot carry a per-file digest, and no pull client needs it. With the exact form, the generated _headers sets it: deploy it with the site.',
     'head-length': 'Serve the static file: a Function or Edge Function answering this path drops Content-Length on HEAD.',
     'length-wrong': `Turn off asset optimisation/post-processing for the site. ${REDEPLOY}`,
     'content-encoding': 'Remove any Content-Encoding from _headers for /v2/ and do not upload pre-compressed files under the blob names.',
