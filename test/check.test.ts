@@ -347,7 +347,7 @@ describe('check: deliberately broken servers', () => {
     expect(report.warnings).toBe(10);
     const text = formatReport(report, 's3');
     expect(text).toContain('! no Docker-Content-Digest');
-    expect(text).toContain('breaks: none (containerd makes one extra GET');
+    expect(text).toContain('breaks: no pull client: docker, containerd, podman/skopeo and crane pull without it');
     expect(text).toMatch(/^OK: 23 checks, 0 failed, 10 with warnings$/mu);
   });
 

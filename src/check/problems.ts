@@ -52,7 +52,7 @@ export const BREAKS: Record<ProblemKind, string> = {
   'type-params': 'crane / go-containerregistry (compares Content-Type raw, so an index is not recognised); the OCI spec says SHOULD carry no parameters',
   'manifest-invalid': ALL_CLIENTS,
   'digest-header-missing':
-    'no pull: docker, containerd, podman/skopeo and crane pull without it (containerd and docker then GET the manifest and hash it; crane pulls with GET); crane digest falls back from HEAD to GET; the OCI distribution spec says MUST',
+    'no pull client: docker, containerd, podman/skopeo and crane pull without it (containerd and docker then GET the manifest and hash it; crane pulls with GET); crane digest falls back from HEAD to GET; the OCI distribution spec says MUST',
   'digest-header-wrong': 'containerd and docker (they trust the header to resolve the tag, then the content does not match it)',
   'head-length': 'containerd (ctr, nerdctl, kubelet) and docker: HEAD must carry the real Content-Length (containerd fails on 0: "target.Size must be greater than zero")',
   'length-wrong': `${ALL_CLIENTS} (they verify the size; crane rejects a Content-Length different from the descriptor size)`,
