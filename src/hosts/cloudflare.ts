@@ -383,6 +383,15 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
     // Applying thousands of rules to every URL would cost rules × URLs, for a build that fails anyway.
     return { errors, warnings };
   }
+  if (tags === 'compact') {
+    // Measured with `wrangler pages dev` (shared notes, client-facts): Pages answers a manifest without
+    // Content-Length, and docker's HEAD by tag then fails; only a rule per tag can carry its length.
+    warnings.push(
+      `${paths.filter((p) => p.kind === 'manifest' && !p.immutable).length} tags need more than ${CLOUDFLARE_MAX_RULES} rules one by one, so they share one rule per name depth: ` +
+        'containerd, podman/skopeo and crane pull them, but docker cannot (Pages sends manifests without Content-Length, which docker needs on HEAD by tag, ' +
+        'and a shared rule cannot carry each tag\'s length). Publish fewer tags for docker users, or use another host.',
+    );
+  }
   const text = renderCloudflareRules(rules);
   const long = text.split('\n').findIndex((l) => l.length > CLOUDFLARE_MAX_LINE);
   if (long >= 0) errors.push(`_headers line ${long + 1} is longer than ${CLOUDFLARE_MAX_LINE} characters, which Cloudflare Pages ignores`);
