@@ -6,6 +6,7 @@ import { RegistrishError } from '../util/errors.ts';
 import { compareStrings } from '../util/format.ts';
 import { mergeIntoSiteHeaders, netlifyRulePattern } from './headers-file.ts';
 import type { Host, HostCheck } from './host.ts';
+import { renderNetlifyNotFound } from './redirects-file.ts';
 
 // Netlify `_headers` writer. Renders headersFor() for every published URL, in one of two forms:
 // - exact (the default while it stays small): one exact-path rule per URL;
@@ -295,7 +296,8 @@ export const netlify: Host = {
             'Publish fewer tags, or split the registry across sites.',
         );
       }
-      return { files: [{ file: '_headers', text: merged.text }], warnings };
+      // Missing registry URLs: `_redirects` 404 rules serving the OCI error bodies (redirects-file.ts).
+      return { files: [{ file: '_headers', text: merged.text }, ...(await renderNetlifyNotFound(outDir, paths))], warnings };
     },
   },
   fixes: {
