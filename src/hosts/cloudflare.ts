@@ -7,6 +7,7 @@ import type { Host, HostCheck, HostFile } from './host.ts';
 import { compareStrings } from '../util/format.ts';
 import { mergeIntoSiteHeaders } from './headers-file.ts';
 import type { PublishedPath } from '../model/published-path.ts';
+import { ERROR_CONTENT_TYPE, notFoundBody, publishedRepositories, type NotFoundKind } from '../publish/not-found.ts';
 
 // Cloudflare Pages writer: `_headers` within Pages' limits, and a top-level `404.html`.
 //
@@ -165,6 +166,72 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
   return rules;
 }
 
+/**
+ * What Pages must send beyond headersFor(p): a tag's `Content-Length`. Pages' asset server answers
+ * HEAD and GET of a file chunked, without Content-Length (measured with `wrangler pages dev`
+ * 4.60.0), and docker refuses a tag's HEAD/GET without it ("missing or empty Content-Length
+ * header"); a Content-Length written in `_headers` is sent as written. Tags already have one exact
+ * rule each, so this costs a line per tag and no rule. Manifests by digest share grouped rules (their
+ * sizes differ) and keep none: docker, skopeo, podman and containerd fetch those with GET, which
+ * needs no length (test/cloudflare-pages.test.ts pulls every test image with all four).
+ */
+export function cloudflareExtraHeaders(p: PublishedPath): Array<[string, string]> {
+  return p.kind === 'manifest' && !p.immutable ? [['Content-Length', String(p.size)]] : [];
+}
+
+/**
+ * The answers beside the content, added to the planned rules without changing which rules there
+ * are (so planCloudflareRules can change freely; what it must keep: one exact rule per tag URL,
+ * and a first rule `/v2/*` for what every URL shares — one is added when there is none):
+ * - every tag rule gets cloudflareExtraHeaders();
+ * - a missing URL under /v2/ is answered by the nearest `404.html` (renderCloudflareNotFound) with
+ *   status 404, and Pages applies the `_headers` rules matching the *request* path to it (measured):
+ *   `/v2/*` sets the error body's `Content-Type: application/json` first, and every later rule that
+ *   sets Content-Type removes it first (`! Content-Type`), since Pages would comma-join the two. A
+ *   missing digest still matches its grouped digest rule, so its error body carries the manifest or
+ *   blob type (a rule cannot tell a missing file from a present one); clients read it all the same.
+ */
+export function withCloudflareAnswers(rules: readonly CfRule[], paths: readonly PublishedPath[]): CfRule[] {
+  const tags = new Map(paths.filter((p) => cloudflareExtraHeaders(p).length > 0).map((p) => [p.urlPath, p]));
+  const out = rules.map((r): CfRule => {
+    const tag = tags.get(r.path);
+    const set: Array<[string, string]> = tag ? [...r.set, ...cloudflareExtraHeaders(tag)] : [...r.set];
+    const setsType = set.some(([n]) => n.toLowerCase() === 'content-type');
+    const unset = setsType && !r.unset.some((n) => n.toLowerCase() === 'content-type') ? ['Content-Type', ...r.unset] : [...r.unset];
+    return { path: r.path, set, unset };
+  });
+  const first = out[0]?.path === '/v2/*' ? out[0] : undefined;
+  const errorType: [string, string] = ['Content-Type', ERROR_CONTENT_TYPE];
+  if (first) {
+    first.unset = first.unset.filter((n) => n.toLowerCase() !== 'content-type');
+    first.set = [errorType, ...first.set.filter(([n]) => n.toLowerCase() !== 'content-type')];
+    return out;
+  }
+  return [{ path: '/v2/*', set: [errorType], unset: [] }, ...out];
+}
+
+/** The rules the Cloudflare `_headers` is written from: planned, then withCloudflareAnswers(). */
+export function cloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
+  return withCloudflareAnswers(planCloudflareRules(paths), paths);
+}
+
+/**
+ * Pages answers a missing path with the `404.html` nearest to it (its folder, then each parent):
+ * `v2/<name>/manifests/404.html` and `…/blobs/404.html` for each published repository,
+ * `v2/404.html` for everything else under /v2/; the site's own (or our) top-level 404.html stays
+ * the answer everywhere else. A tag named `404.html` cannot exist on Pages (see checkCloudflare).
+ */
+export function renderCloudflareNotFound(paths: readonly PublishedPath[]): HostFile[] {
+  const file = (f: string, kind: NotFoundKind): HostFile => ({ file: f, text: notFoundBody(kind) });
+  return [
+    file(`v2/${CLOUDFLARE_404}`, 'name'),
+    ...publishedRepositories(paths).flatMap((repo) => [
+      file(`v2/${repo}/manifests/${CLOUDFLARE_404}`, 'manifest'),
+      file(`v2/${repo}/blobs/${CLOUDFLARE_404}`, 'blob'),
+    ]),
+  ];
+}
+
 export function renderCloudflareRules(rules: readonly CfRule[]): string {
   const blocks = rules.map((r) => [r.path, ...r.unset.map((n) => `  ! ${n}`), ...r.set.map(([n, v]) => `  ${n}: ${v}`)].join('\n'));
   const head = [
@@ -217,7 +284,7 @@ export function cloudflareMismatches(rules: readonly CfRule[], paths: readonly P
   const compiled = compileRules(rules);
   for (const p of paths) {
     const got = cloudflareHeadersFor(rules, p.urlPath, compiled);
-    const want = new Map(headersFor(p).map(([n, v]) => [n.toLowerCase(), v]));
+    const want = new Map([...headersFor(p), ...cloudflareExtraHeaders(p)].map(([n, v]) => [n.toLowerCase(), v]));
     const diff = [...new Set([...got.keys(), ...want.keys()])].filter((k) => got.get(k) !== want.get(k));
     if (diff.length) out.push(`${p.urlPath}: ${diff.map((k) => `${k} would be ${JSON.stringify(got.get(k) ?? null)} instead of ${JSON.stringify(want.get(k) ?? null)}`).join('; ')}`);
   }
@@ -281,7 +348,8 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
         `(e.g. ${big[0]!.file}, ${(big[0]!.size / 1024 / 1024).toFixed(1)} MiB). Publish smaller images or use another host.`,
     );
   }
-  const files = new Set(paths.map((p) => p.file)).size;
+  // With the 404.html files that answer for missing content.
+  const files = new Set(paths.map((p) => p.file)).size + renderCloudflareNotFound(paths).length;
   if (files + 2 > CLOUDFLARE_MAX_FILES) {
     errors.push(`the registry alone is ${files} files; Cloudflare Pages deploys at most ${CLOUDFLARE_MAX_FILES} files (free plan). Publish fewer images or tags.`);
   } else if (files > CLOUDFLARE_MAX_FILES * 0.8) {
@@ -296,7 +364,7 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
   }
   let rules: CfRule[] = [];
   try {
-    rules = planCloudflareRules(paths);
+    rules = cloudflareRules(paths);
   } catch (err) {
     errors.push((err as Error).message);
     return { errors, warnings };
@@ -323,7 +391,7 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
 const NOT_FOUND_HTML = '<!doctype html>\n<meta charset="utf-8">\n<title>Not found</title>\n<h1>404 Not found</h1>\n';
 
 export async function renderCloudflare(outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }> {
-  const rules = planCloudflareRules(paths);
+  const rules = cloudflareRules(paths);
   const merged = await mergeIntoSiteHeaders(outDir, renderCloudflareRules(rules));
   // The site's own rules count against the same limit.
   const ruleCount = merged.text.split('\n').filter((l) => /^\s*(\/|https:\/\/)/u.test(l)).length;
@@ -339,7 +407,7 @@ export async function renderCloudflare(outDir: string, paths: PublishedPath[]): 
       hint: 'Narrow your own _headers rule so it does not match /v2/ URLs, or drop the registry header names from it.',
     });
   }
-  const files: HostFile[] = [{ file: '_headers', text: merged.text }];
+  const files: HostFile[] = [{ file: '_headers', text: merged.text }, ...renderCloudflareNotFound(paths)];
   let has404 = true;
   try {
     await readFile(path.join(outDir, CLOUDFLARE_404));

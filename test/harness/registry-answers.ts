@@ -1,3 +1,4 @@
+import { fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
 import { expect, it } from 'vitest';
 import { NOT_FOUND_CODES } from '../../src/publish/not-found.ts';
 import { ctrPull, dockerPull, podmanPull, skopeoCopy } from './clients.ts';
@@ -19,6 +20,8 @@ export interface AnswersTarget {
   /** `127.0.0.1:PORT`, for the pull clients */
   registry: string;
   site: HostSite;
+  /** HTTPS with a self-signed certificate (wrangler): requests skip verification, ctr uses --skip-verify. */
+  insecureTls?: { dispatcher: Dispatcher };
 }
 
 export interface AnswersOptions {
@@ -45,7 +48,8 @@ async function expectError(res: Response, code: string, typed = true): Promise<v
 /** Registers the answers tests; `target()` is read when they run (after beforeAll). */
 export function registryAnswersTests(target: () => AnswersTarget, opts: AnswersOptions = {}): void {
   const digestTyped = opts.digestErrorsTyped !== false;
-  const get = (p: string, init: RequestInit = {}): Promise<Response> => fetch(target().base + p, init);
+  const get = (p: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(target().base + p, { ...init, ...(target().insecureTls ? { dispatcher: target().insecureTls!.dispatcher } : {}) });
 
   it('answers a missing manifest, blob or repository with 404 and the OCI error body; the site keeps its own 404 outside /v2/', async () => {
     const { manifest, blob, name } = NOT_FOUND_CODES;
@@ -66,7 +70,7 @@ export function registryAnswersTests(target: () => AnswersTarget, opts: AnswersO
   });
 
   it('docker pull of a missing tag prints "manifest unknown"; podman, skopeo and containerd say not found', async () => {
-    const { registry, site } = target();
+    const { registry, site, insecureTls } = target();
     const ref = `${registry}/oci/multi:typo`;
     const docker = await dockerPull(site.dockerd.host, ref).then(() => 'pulled', (e: Error) => e.message);
     expect(docker).toMatch(/manifest unknown/u);
@@ -75,7 +79,7 @@ export function registryAnswersTests(target: () => AnswersTarget, opts: AnswersO
     expect(podman).toMatch(/manifest unknown/u);
     const skopeo = await skopeoCopy(ref).then(() => 'pulled', (e: Error) => e.message);
     expect(skopeo).toMatch(/manifest unknown/u);
-    const ctr = await ctrPull(site.containerd.address, ref).then(() => 'pulled', (e: Error) => e.message);
+    const ctr = await ctrPull(site.containerd.address, ref, { skipVerify: insecureTls !== undefined }).then(() => 'pulled', (e: Error) => e.message);
     expect(ctr).toMatch(/not found/u);
   });
 
