@@ -257,6 +257,7 @@ export const apache: Host = {
     'type-params': '`AddDefaultCharset Off` for /v2/.',
     'digest-header-missing': '`Header always set Docker-Content-Digest <digest>` in each manifest <Location>.',
     'content-encoding': 'mod_mime_magic labels gzip blobs `x-gzip`: disable it for /v2/ (remove MimeMagicFile) and `SetEnv no-gzip 1` (mod_deflate) there.',
+    'error-body': 'Deploy the generated .htaccess files and v2/_errors/ (their ErrorDocument needs AllowOverride FileInfo).',
     'missing-200': 'Exclude /v2/ from `FallbackResource` / rewrite-to-index rules.',
   },
 };

@@ -429,6 +429,7 @@ export const cloudflare: Host = {
     'digest-header-missing': 'The generated _headers sets it: deploy it with the site.',
     'head-length': 'Serve the static file: a Worker / Pages Function answering this path drops Content-Length on HEAD.',
     'content-encoding': 'Remove any Content-Encoding from _headers / Transform Rules for /v2/.',
+    'error-body': 'Deploy the 404.html files the build writes under v2/ (Pages answers a missing path with the nearest one) and the generated _headers.',
     'missing-200': 'Add a top-level 404.html: without it Cloudflare Pages answers index.html with 200 for any missing path.',
   },
 };

@@ -309,6 +309,7 @@ export const netlify: Host = {
     'head-length': 'Serve the static file: a Function or Edge Function answering this path drops Content-Length on HEAD.',
     'length-wrong': `Turn off asset optimisation/post-processing for the site. ${REDEPLOY}`,
     'content-encoding': 'Remove any Content-Encoding from _headers for /v2/ and do not upload pre-compressed files under the blob names.',
+    'error-body': 'Deploy the generated _redirects (its registrish block first in the file) and v2/_errors/ with the site; a rule of yours above it that matches /v2/ answers first.',
     'missing-200': 'Remove the `/* /index.html 200` fallback from _redirects / netlify.toml, or put a `/v2/* /404.html 404` rule before it.',
   },
 };

@@ -337,6 +337,7 @@ export const nginx: Host = {
     'type-params': '`charset off;` in the /v2/ location (and keep manifest types out of `charset_types`).',
     'digest-header-missing': '`add_header Docker-Content-Digest <digest> always;` in each manifest location.',
     'content-encoding': 'For /v2/: `gzip off; gzip_static off;` and keep application/octet-stream and the manifest types out of `gzip_types`.',
+    'error-body': 'Use the generated configuration: its `error_page 404 @registrish_not_found` in `location /v2/` answers with the OCI error body.',
     'missing-200': '`try_files $uri =404;` in the /v2/ location (not `/index.html`).',
   },
 };

@@ -21,7 +21,7 @@ export const NOT_FOUND_CODES: Record<NotFoundKind, { code: string; message: stri
 
 export const NOT_FOUND_KINDS: readonly NotFoundKind[] = ['manifest', 'blob', 'name'];
 
-/** The error body's own type (the spec's examples; docker ≥ 25 reads the body only with this type). */
+/** The error body's own type, as registries send it (the spec's examples are JSON). */
 export const ERROR_CONTENT_TYPE = 'application/json';
 
 /** The body of a 404 for `kind`, one line of JSON. */

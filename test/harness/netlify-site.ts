@@ -13,7 +13,7 @@ import redirector from 'netlify-redirector';
 // with status 404, 301/302/303/307/308 redirect; no rule: the site's `404.html`, else a plain 404.
 // Headers come from every `_headers` rule matching the request path (the later one winning), then
 // the type by extension for a site file (extension-less registry files get no type of Netlify's).
-// No proxying, no conditions (country, role, cookie): the registry writes none.
+// Single byte ranges. No proxying, no conditions (country, role, cookie): the registry writes none.
 
 const TYPES: Record<string, string> = { '.html': 'text/html; charset=UTF-8', '.json': 'application/json', '.css': 'text/css; charset=UTF-8', '.txt': 'text/plain; charset=UTF-8' };
 const CONFIG = new Set(['/_headers', '/_redirects']);
@@ -72,9 +72,19 @@ export async function startNetlifySite(dir: string): Promise<NetlifySite> {
       const body = file ? fs.readFileSync(file) : Buffer.from('Not Found\n');
       headers['content-type'] ??= file ? (TYPES[path.extname(file)] ?? '') : 'text/plain; charset=UTF-8';
       if (headers['content-type'] === '') delete headers['content-type'];
-      headers['content-length'] = String(body.length);
+      // One `bytes=N-[M]` range on a 200 (what podman and skopeo send to resume), as Netlify serves.
+      const range = status === 200 ? /^bytes=(\d+)-(\d*)$/u.exec(String(req.headers.range ?? '')) : null;
+      let part = body;
+      if (range && Number(range[1]) < body.length) {
+        const start = Number(range[1]);
+        const end = range[2] ? Math.min(Number(range[2]), body.length - 1) : body.length - 1;
+        part = body.subarray(start, end + 1);
+        headers['content-range'] = `bytes ${start}-${end}/${body.length}`;
+        status = 206;
+      }
+      headers['content-length'] = String(part.length);
       res.writeHead(status, headers);
-      res.end(req.method === 'HEAD' ? undefined : body);
+      res.end(req.method === 'HEAD' ? undefined : part);
     };
     const file = fileFor(urlPath);
     const m = matcher.match({ scheme: 'http', host: url.host, path: url.pathname, query: url.search.slice(1), getHeader: (n: string) => String(req.headers[n.toLowerCase()] ?? ''), getCookie: () => '' }) as Match | null;

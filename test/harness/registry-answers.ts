@@ -1,5 +1,6 @@
 import { fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
 import { expect, it } from 'vitest';
+import { runCheck } from '../../src/check/run.ts';
 import { NOT_FOUND_CODES } from '../../src/publish/not-found.ts';
 import { ctrPull, dockerPull, podmanPull, skopeoCopy } from './clients.ts';
 import type { HostSite } from './host-site.ts';
@@ -67,6 +68,14 @@ export function registryAnswersTests(target: () => AnswersTarget, opts: AnswersO
     const page = await get('/no/such/page.html');
     expect(page.status).toBe(404);
     expect(await page.text()).not.toContain('"errors"');
+  });
+
+  it('registrish check finds nothing wrong: error bodies of a missing tag, blob and repository, /v2/ with its API version', async () => {
+    // check reaches a registry over plain HTTP or a verified certificate only.
+    if (target().insecureTls) return;
+    const report = await runCheck({ url: target().base, images: [{ name: 'oci/multi', tags: ['1.0'] }] });
+    expect(report.rows.filter((r) => r.problems.length > 0)).toEqual([]);
+    expect(report.rows.filter((r) => r.label.includes('(missing on purpose)'))).toHaveLength(3);
   });
 
   it('docker pull of a missing tag prints "manifest unknown"; podman, skopeo and containerd say not found', async () => {
