@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCheck } from '../src/check/run.ts';
+import { registryAnswersTests } from './harness/registry-answers.ts';
 import { APACHE_SENTINEL, APACHE_SENTINEL_VALUE, apacheResponseProblem, checkApache } from '../src/hosts/apache.ts';
 import { CLIENTS, expectExactHeaders as expectRegistryHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
 import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
@@ -177,6 +178,10 @@ describe('Apache serves the generated .htaccess files', () => {
     expect(checkApache([p]).errors.join('\n')).toMatch(/cannot be written/u);
     expect(checkApache(summary.paths)).toEqual({ errors: [], warnings: [] });
   });
+});
+
+describe('Apache: what a registry answers besides content', () => {
+  registryAnswersTests(() => ({ base: url('good', ''), registry: `127.0.0.1:${ports.good}`, site }));
 });
 
 describe.each(CLIENTS)('%s pulls from Apache', (client) => {

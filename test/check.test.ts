@@ -10,6 +10,7 @@ import { formatReport, type CheckReport } from '../src/check/report.ts';
 import { runCheck } from '../src/check/run.ts';
 import { main } from '../src/cli/main.ts';
 import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
+import { notFoundBody, notFoundKind } from '../src/publish/not-found.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { type CliIO } from '../src/cli/args.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
@@ -54,7 +55,8 @@ function startTweakableServer(): Promise<{ url: string; close: () => Promise<voi
           headers: { 'Content-Type': p.contentType, ...(p.digest && p.kind === 'manifest' ? { 'Docker-Content-Digest': p.digest } : {}) },
           body: readFileSync(path.join(site, ...p.file.split('/'))),
         }
-      : { status: 404, headers: { 'Content-Type': 'text/plain' }, body: Buffer.from('404 Not Found\n') };
+      : { status: 404, headers: { 'Content-Type': 'application/json' }, body: Buffer.from(notFoundBody(notFoundKind(urlPath, (n) => n === 'hello') ?? 'name')) };
+    if (p?.kind === 'base') reply.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
     // Resumed downloads (containers/image): `bytes=N-` only, which is all check sends.
     const range = /^bytes=(\d+)-$/u.exec(String(req.headers.range ?? ''));
     if (p && range && Number(range[1]) < reply.body.length) {
@@ -163,7 +165,7 @@ describe('check: a good registry', () => {
     expect(labels).toContain('GET /v2/');
     expect(labels).toContain('GET /v2/hello/tags/list');
     const text = formatReport(report);
-    expect(text).toMatch(/^OK: 23 checks, 0 failed, 0 with warnings$/mu);
+    expect(text).toMatch(/^OK: 24 checks, 0 failed, 0 with warnings$/mu);
     expect(text).not.toContain('✗');
   });
 
@@ -203,7 +205,7 @@ describe('check: deliberately broken servers', () => {
     const text = formatReport(report);
     expect(text).toContain('✗ Content-Type "application/octet-stream", the manifest is application/vnd.oci.image.index.v1+json');
     expect(text).toContain('breaks: all clients: docker, containerd');
-    expect(text).toMatch(/^FAIL: 23 checks, 10 failed/mu);
+    expect(text).toMatch(/^FAIL: 24 checks, 10 failed/mu);
   });
 
   it('application/json on one child manifest → ✗ only there', async () => {
@@ -263,7 +265,7 @@ describe('check: deliberately broken servers', () => {
       if (!p) Object.assign(r, { status: 200, headers: { 'Content-Type': 'text/html' }, body: Buffer.from(MISSING_HTML) });
     });
     expect(failedKinds(report)).toEqual(['missing-200']);
-    expect(failedLabels(report, 'missing-200')).toHaveLength(2); // a missing tag and a missing blob
+    expect(failedLabels(report, 'missing-200')).toHaveLength(3); // a missing tag, blob and repository
     const text = formatReport(report, 'cloudflare');
     expect(text).toContain('✗ answered 200 with an HTML page instead of 404');
     expect(text).toContain(`breaks: ${BREAKS['missing-200']}`);
@@ -275,8 +277,32 @@ describe('check: deliberately broken servers', () => {
       if (!p) r.status = 403;
     });
     expect(failedKinds(report)).toEqual([]);
-    expect(report.warnings).toBe(2);
+    expect(report.warnings).toBe(3);
     expect(formatReport(report, 's3')).toContain('s3:ListBucket');
+  });
+
+  it('a 404 without the OCI error body (a site\'s HTML or plain-text page) → a warning naming the code docker needs', async () => {
+    const report = await checkBroken(({ path: p }, r) => {
+      if (!p) Object.assign(r, { headers: { 'Content-Type': 'text/html' }, body: Buffer.from(MISSING_HTML) });
+    });
+    expect(failedKinds(report)).toEqual([]);
+    const rows = report.rows.filter((r) => r.problems.some((x) => x.kind === 'error-body'));
+    expect(rows.map((r) => r.problems[0]!.message)).toEqual([
+      'the 404 body is not JSON (an HTML page) (expected the OCI error body, code MANIFEST_UNKNOWN)',
+      'the 404 body is not JSON (an HTML page) (expected the OCI error body, code BLOB_UNKNOWN)',
+      'the 404 body is not JSON (an HTML page) (expected the OCI error body, code NAME_UNKNOWN)',
+    ]);
+    const text = formatReport(report, 'netlify');
+    expect(text).toContain(BREAKS['error-body']);
+    expect(text).toContain('_redirects');
+  });
+
+  it('/v2/ without Docker-Distribution-API-Version → a warning', async () => {
+    const report = await checkBroken(({ path: p }, r) => {
+      if (p?.kind === 'base') delete r.headers['Docker-Distribution-API-Version'];
+    });
+    expect(failedKinds(report)).toEqual([]);
+    expect(report.rows.find((r) => r.label === 'GET /v2/')!.problems).toEqual([{ kind: 'api-version', severity: 'warn', message: 'no Docker-Distribution-API-Version header' }]);
   });
 
   it('HEAD without Content-Length → ✗ breaks containerd and docker', async () => {
@@ -348,7 +374,7 @@ describe('check: deliberately broken servers', () => {
     const text = formatReport(report, 's3');
     expect(text).toContain('! no Docker-Content-Digest');
     expect(text).toContain('breaks: no pull client: docker, containerd, podman/skopeo and crane pull without it');
-    expect(text).toMatch(/^OK: 23 checks, 0 failed, 10 with warnings$/mu);
+    expect(text).toMatch(/^OK: 24 checks, 0 failed, 10 with warnings$/mu);
   });
 
   it('--host apache: no .htaccess sentinel header (AllowOverride None) → ✗; with it → ✓', async () => {
@@ -410,7 +436,7 @@ describe('check: the CLI', () => {
     expect(await main(['check', preview.url, '--images', imagesFile], io)).toBe(0);
     expect(io.out()).toContain(`registrish check ${preview.url}`);
     expect(io.out()).toMatch(/tags from .*images\.json/u);
-    expect(io.out()).toMatch(/^OK: 23 checks/mu);
+    expect(io.out()).toMatch(/^OK: 24 checks/mu);
     const discovered = captureIO();
     expect(await main(['check', preview.url], discovered)).toBe(0);
     expect(discovered.out()).toContain('tags discovered through /v2/_catalog');

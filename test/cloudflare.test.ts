@@ -12,14 +12,15 @@ import { makeTempDir, removeDir } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 import { type PublishedPath } from '../src/model/published-path.ts';
 
-// Cloudflare Pages cannot run here (`wrangler pages dev` needs Node 22; this machine has Node 20
-// and no network beyond npm), so the generated `_headers` is checked against Pages' own rules,
-// re-implemented below independently of src/cloudflare.ts from workers-sdk's packages/pages-shared:
+// The generated `_headers` checked against Pages' own rules at scale and at the limits, re-implemented
+// below independently of src/hosts/cloudflare.ts from workers-sdk's packages/pages-shared:
 // metadata-generator/parseHeaders.ts (100 rules, 2,000-character lines, `! Name` unsets, names
 // lower-cased, repeated names in one rule joined with ", "), asset-server/rulesEngine.ts (`*` →
 // `(?<splat>.*)`, then `:name` → `(?<name>[^/]+)`, anchored, case-sensitive; an invalid RegExp drops
 // the rule), and asset-server/handler.ts (every matching rule in file order; unset, then set, or
-// append when an earlier rule already set the name; `:name` in values replaced).
+// append when an earlier rule already set the name; `:name` in values replaced). Cloudflare's own
+// local Pages server, `wrangler pages dev`, serves a build to the four real clients in
+// test/cloudflare-pages.test.ts.
 
 interface Rule {
   path: string;
@@ -182,7 +183,7 @@ describe('Cloudflare Pages _headers', () => {
       await writeFile(path.join(site, CLOUDFLARE_404), '<p>mine</p>');
       await writeFile(path.join(site, '_headers'), '/assets/*\n  Cache-Control: max-age=9\n');
       const r = await renderCloudflare(site, summary.paths);
-      expect(r.files.map((f) => f.file)).toEqual(['_headers']);
+      expect(r.files.map((f) => f.file).filter((f) => !f.startsWith('v2/'))).toEqual(['_headers']);
       const text = r.files[0]!.text;
       expect(text.startsWith('/assets/*\n  Cache-Control: max-age=9\n')).toBe(true);
       expect(text).toContain('# registrish:begin');
@@ -206,7 +207,7 @@ describe('Cloudflare Pages _headers', () => {
     const site = makeTempDir('rsh-cf4-');
     try {
       const repo = summary.paths.find((p) => p.kind === 'manifest')!.urlPath.split('/')[2]!;
-      await writeFile(path.join(site, '_headers'), `/index.html\n  X-Frame-Options: DENY\n\n/v2/${repo}/*\n  Content-Type: text/plain\n`);
+      await writeFile(path.join(site, '_headers'), `/index.html\n  X-Frame-Options: DENY\n\n/v2/${repo}/*\n  Cache-Control: no-store\n`);
       await expect(renderCloudflare(site, summary.paths)).rejects.toThrow(new RegExp(`"/v2/${repo}/\\*" \\(line 4\\).*e\\.g\\. /v2/${repo}/`, 'su'));
     } finally {
       removeDir(site);

@@ -6,6 +6,7 @@ import { NGINX_COMPOSE_FILE, NGINX_PORT, NGINX_SERVER_FILE, NGINX_STANDALONE_FIL
 import { CLIENTS, expectExactHeaders, expectPull, hostSiteCases, sha, startHostSite, type HostSite } from './harness/host-site.ts';
 import { freePort, hasCommand, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
 import { runCheck } from '../src/check/run.ts';
+import { registryAnswersTests } from './harness/registry-answers.ts';
 import { type PublishedPath } from '../src/model/published-path.ts';
 
 // The nginx writer against real Debian nginx (run as root: its workers run as `nobody`, so the
@@ -180,6 +181,10 @@ describe('nginx serves the generated configuration', () => {
     expect(checkNginx([p]).errors.join('\n')).toMatch(/cannot be written into an nginx map/u);
     expect(checkNginx(summary.paths)).toEqual({ errors: [], warnings: [] });
   });
+});
+
+describe('nginx: what a registry answers besides content', () => {
+  registryAnswersTests(() => ({ base: base(), registry: `127.0.0.1:${port}`, site }));
 });
 
 describe.each(CLIENTS)('%s pulls from nginx', (client) => {

@@ -178,12 +178,27 @@ describe('preview server', () => {
     expect([ignored.status, ignored.body.length]).toEqual([200, 1000]);
   });
 
-  it('answers 404 (text/plain) for a missing manifest or blob', async () => {
-    for (const p of ['/v2/alpine/manifests/nope', `/v2/alpine/blobs/sha256:${'0'.repeat(64)}`, '/v2/ghost/tags/list']) {
-      const res = await raw(p);
-      expect(res.status, p).toBe(404);
-      expect(res.headers['content-type'], p).toMatch(/^text\/plain/u);
+  it('answers a missing manifest, blob or repository with 404 and the OCI error body, and the rest of the site with a plain 404', async () => {
+    for (const [p, code] of [
+      ['/v2/alpine/manifests/nope', 'MANIFEST_UNKNOWN'],
+      [`/v2/alpine/manifests/sha256:${'0'.repeat(64)}`, 'MANIFEST_UNKNOWN'],
+      [`/v2/alpine/blobs/sha256:${'0'.repeat(64)}`, 'BLOB_UNKNOWN'],
+      ['/v2/team/tools/deep/manifests/nope', 'MANIFEST_UNKNOWN'],
+      ['/v2/ghost/tags/list', 'NAME_UNKNOWN'],
+      ['/v2/ghost/manifests/1.0', 'NAME_UNKNOWN'],
+      ['/v2/team/tools/manifests/1.0', 'NAME_UNKNOWN'],
+    ] as const) {
+      for (const method of ['GET', 'HEAD'] as const) {
+        const res = await raw(p, method);
+        expect(res.status, p).toBe(404);
+        expect(res.headers['content-type'], p).toBe('application/json');
+        if (method === 'GET') expect(JSON.parse(res.body.toString()), p).toEqual({ errors: [{ code, message: expect.any(String) }] });
+        else expect(res.body.length).toBe(0);
+      }
     }
+    const page = await raw('/no/such/page');
+    expect(page.status).toBe(404);
+    expect(page.headers['content-type']).toMatch(/^text\/plain/u);
     expect((await raw('/v2/_catalog/')).status).toBe(404);
   });
 
@@ -241,7 +256,7 @@ describe('preview server', () => {
     logLines.length = 0;
     await raw('/v2/');
     await raw('/v2/nope');
-    expect(logLines).toEqual(['GET /v2/ 200 3', 'GET /v2/nope 404 24']);
+    expect(logLines).toEqual(['GET /v2/ 200 3', 'GET /v2/nope 404 87']);
   });
 });
 

@@ -20,6 +20,8 @@ export type ProblemKind =
   | 'body-digest'
   | 'missing-200'
   | 'missing-not-404'
+  | 'error-body'
+  | 'api-version'
   | 'range'
   | 'htaccess-ignored'
   | 'referrers';
@@ -60,6 +62,8 @@ export const BREAKS: Record<ProblemKind, string> = {
   'body-digest': `${ALL_CLIENTS} (every client verifies the digest)`,
   'missing-200': 'all clients get a wrong answer instead of "not found" (a missing tag or blob downloads an HTML page and fails with a confusing error)',
   'missing-not-404': 'error messages only: clients report "denied"/"unauthorized" instead of "not found"',
+  'error-body': 'error messages only: docker prints `error parsing HTTP 404 response body: invalid character …` instead of `manifest unknown`; podman/skopeo print the raw body',
+  'api-version': 'no pull client measured (docker, containerd, podman/skopeo pull without it); the distribution spec answers /v2/ with it, and tools that tell a registry by it do not recognise the host',
   range: 'podman, skopeo, buildah, CRI-O when they resume an interrupted blob download (they send Range: bytes=N- and require 206); fresh pulls work',
   'htaccess-ignored': `${ALL_CLIENTS}: without the generated .htaccess files, manifests get Apache's default Content-Type and no Docker-Content-Digest`,
   referrers: 'cosign, oras, sigstore policy-controller and other tools that find signatures, SBOMs and attestations through the referrers API; pulls still work',
@@ -83,6 +87,8 @@ export const BREAKS_SHORT: Record<ProblemKind, string> = {
   'body-digest': 'all clients',
   'missing-200': 'all clients (confusing errors)',
   'missing-not-404': 'none (error messages only)',
+  'error-body': 'none (docker: confusing message)',
+  'api-version': 'none measured',
   range: 'podman/skopeo/CRI-O resumed downloads',
   'htaccess-ignored': 'all clients',
   referrers: 'cosign, oras, signature policies',
@@ -106,6 +112,8 @@ export const TITLES: Record<ProblemKind, string> = {
   'body-digest': 'bytes do not hash to their digest',
   'missing-200': 'a missing path answers 200',
   'missing-not-404': 'a missing path does not answer 404',
+  'error-body': 'a missing path answers without the OCI error body',
+  'api-version': '/v2/ without Docker-Distribution-API-Version',
   range: 'byte ranges not served',
   'htaccess-ignored': 'Apache ignores the generated .htaccess files',
   referrers: 'referrers answer missing or wrong',
@@ -132,6 +140,8 @@ export const GENERIC_FIXES: Record<ProblemKind, string> = {
   'body-digest': `The bytes changed after the build (asset optimisation, line-ending conversion, Git LFS pointers, a transforming CDN). ${REDEPLOY}`,
   'missing-200': 'Missing paths under /v2/ must answer 404: remove the catch-all (SPA) fallback, or exclude /v2/ from it.',
   'missing-not-404': 'Missing paths should answer 404.',
+  'error-body': 'Answer a missing path under /v2/ with 404, Content-Type application/json and `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}` (BLOB_UNKNOWN for blobs, NAME_UNKNOWN for an unknown repository): deploy the host files the build wrote for it.',
+  'api-version': 'Send `Docker-Distribution-API-Version: registry/2.0` with GET /v2/ (the generated host files do).',
   range: 'Serve byte ranges (206 with Content-Range) for blobs: static file serving does; a function, worker or proxy in front may not.',
   'htaccess-ignored': 'Allow .htaccess files for the site folder: `AllowOverride FileInfo` (or All) in its <Directory> block, then reload Apache.',
   referrers: 'Deploy v2/<name>/referrers/ from the same build as the manifests, served with Content-Type application/vnd.oci.image.index.v1+json exactly (the generated host files set it).',

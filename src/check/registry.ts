@@ -1,5 +1,6 @@
-import { discard, readPrefixLenient } from '../http/response.ts';
+import { discard, firstHeader, readPrefixLenient } from '../http/response.ts';
 import { MANIFEST_ACCEPT } from '../model/media-types.ts';
+import { NOT_FOUND_CODES, type NotFoundKind } from '../publish/not-found.ts';
 import { isValidRepositoryName, isValidTag } from '../model/reference.ts';
 import { looksLikeHtml } from './answer.ts';
 import { fail, newRow, warn, type CheckRow, type ProblemKind } from './problems.ts';
@@ -19,6 +20,10 @@ export async function checkBase(ctx: CheckContext): Promise<CheckRow> {
   await discard(got.body);
   // containers/image and crane accept exactly these; 401 is a registry asking for a login.
   if (got.status !== 200 && got.status !== 401) fail(row, 'base-status', `answered ${got.status} (expected 200 or 401)`);
+  const version = firstHeader(got.headers, 'docker-distribution-api-version');
+  if (got.status === 200 && version !== 'registry/2.0') {
+    warn(row, 'api-version', version === undefined ? 'no Docker-Distribution-API-Version header' : `Docker-Distribution-API-Version is ${JSON.stringify(version)}, not "registry/2.0"`);
+  }
   // Apache: without its sentinel header the generated .htaccess files are not read at all.
   const probed = ctx.host?.probeBase?.(got.headers);
   if (probed) fail(row, probed.kind, probed.message);
@@ -83,22 +88,45 @@ async function getJson(ctx: CheckContext, row: CheckRow, urlPath: string, kind: 
   return undefined;
 }
 
-/** A tag and a blob of `repo` that do not exist must answer 404 (not a site's HTML page with 200). */
+/** Not a repository name any registry publishes here (checkMissingPaths asks for it). */
+const MISSING_REPO = 'registrish-check-missing/repository';
+
+/**
+ * A tag and a blob of `repo`, and a repository, that do not exist must answer 404 (not a site's
+ * HTML page with 200), with the OCI error body that clients print (docker: "manifest unknown").
+ */
 export async function checkMissingPaths(ctx: CheckContext, repo: string): Promise<CheckRow[]> {
   return [
-    await checkMissing(ctx, `/v2/${repo}/manifests/${MISSING_TAG}`, MANIFEST_ACCEPT),
-    await checkMissing(ctx, `/v2/${repo}/blobs/${MISSING_DIGEST}`, undefined, `/v2/${repo}/blobs/sha256:000…`),
+    await checkMissing(ctx, `/v2/${repo}/manifests/${MISSING_TAG}`, 'manifest', MANIFEST_ACCEPT),
+    await checkMissing(ctx, `/v2/${repo}/blobs/${MISSING_DIGEST}`, 'blob', undefined, `/v2/${repo}/blobs/sha256:000…`),
+    await checkMissing(ctx, `/v2/${MISSING_REPO}/manifests/${MISSING_TAG}`, 'name', MANIFEST_ACCEPT),
   ];
 }
 
-async function checkMissing(ctx: CheckContext, urlPath: string, accept?: string, shown = urlPath): Promise<CheckRow> {
+async function checkMissing(ctx: CheckContext, urlPath: string, kind: NotFoundKind, accept?: string, shown = urlPath): Promise<CheckRow> {
   const row = newRow('registry', `GET ${shown} (missing on purpose)`);
   const got = await ctx.send('GET', urlPath, { accept });
   if ('error' in got) return fail(row, got.kind, got.error);
   const head = await readPrefixLenient(got.body, 4096);
-  if (got.status === 404) return row;
+  if (got.status === 404) {
+    const problem = errorBodyProblem(head);
+    const want = NOT_FOUND_CODES[kind].code;
+    if (problem) return warn(row, 'error-body', `${problem} (expected the OCI error body, code ${want})`);
+    return row;
+  }
   if (got.status >= 200 && got.status < 300) {
     return fail(row, 'missing-200', `answered ${got.status}${looksLikeHtml(head) ? ' with an HTML page' : ''} instead of 404`);
   }
   return warn(row, 'missing-not-404', `answered ${got.status} instead of 404`);
+}
+
+/** What keeps a 404 body from being read as the OCI error body (`{"errors":[{"code":…}]}`), or undefined. */
+function errorBodyProblem(body: string): string | undefined {
+  try {
+    const doc = JSON.parse(body) as { errors?: Array<{ code?: unknown }> };
+    if (Array.isArray(doc.errors) && doc.errors.length > 0 && doc.errors.every((e) => typeof e?.code === 'string')) return undefined;
+  } catch {
+    return `the 404 body is not JSON${looksLikeHtml(body) ? ' (an HTML page)' : ''}`;
+  }
+  return 'the 404 body has no "errors" list with codes';
 }

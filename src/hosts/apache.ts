@@ -5,6 +5,7 @@ import { headersFor } from '../publish/headers.ts';
 import type { Host, HostCheck, HostFile } from './host.ts';
 import { compareStrings } from '../util/format.ts';
 import type { PublishedPath } from '../model/published-path.ts';
+import { NOT_FOUND_FILES, notFoundBody, publishedRepositories, type NotFoundKind } from '../publish/not-found.ts';
 
 // Apache writer (shared hosting): one `.htaccess` in every folder of the tree that holds registry
 // files, rendering exactly headersFor() for each file.
@@ -30,7 +31,7 @@ import type { PublishedPath } from '../model/published-path.ts';
 //   header is added from r->content_encoding after mod_headers ran). No .htaccess directive turns
 //   mime_magic off, so it must be disabled server-wide; apacheResponseProblem() detects it from a
 //   response, for a check. `SetEnv no-gzip` keeps mod_deflate away.
-// Needs `AllowOverride FileInfo` (ForceType, Header, SetEnv, RedirectMatch) and mod_headers + mod_env.
+// Needs `AllowOverride FileInfo` (ForceType, Header, SetEnv, RedirectMatch, ErrorDocument) and mod_headers + mod_env.
 
 export const APACHE_FILE = '.htaccess';
 export const APACHE_SENTINEL = 'X-Registrish-Config';
@@ -196,13 +197,30 @@ function renderDir(plan: DirPlan, top: boolean): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Every .htaccess (path relative to the output folder → text). */
+/**
+ * Missing content: the folder's ErrorDocument, the OCI error body by path (publish/not-found.ts).
+ * Apache reads the .htaccess of every existing folder on a request's path, so a missing tag of a
+ * published repository meets its `manifests/` folder's, anything else under /v2/ the top one's.
+ * The URL is absolute: a registry is always served at the root of its host (clients ask for /v2/).
+ */
+function notFoundDirective(dir: string, repos: ReadonlySet<string>): string | undefined {
+  const m = /^v2\/(.+)\/(manifests|blobs)$/u.exec(dir);
+  const kind: NotFoundKind | undefined = dir === 'v2' ? 'name' : m && repos.has(m[1]!) ? (m[2] === 'manifests' ? 'manifest' : 'blob') : undefined;
+  return kind && `# A missing URL here answers 404 with the OCI error body.\nErrorDocument 404 /${NOT_FOUND_FILES[kind]}\n`;
+}
+
+/** Every .htaccess (path relative to the output folder → text), and the error bodies they name. */
 export function renderApacheFiles(paths: readonly PublishedPath[]): HostFile[] {
   const plans = planApache(paths);
   const topDir = plans.find((p) => p.dir === 'v2') ? 'v2' : undefined;
-  const files = plans.map((plan) => ({ file: `${plan.dir}/${APACHE_FILE}`, text: renderDir(plan, plan.dir === topDir) }));
+  const repos = new Set(publishedRepositories(paths));
+  const files = plans.map((plan) => ({
+    file: `${plan.dir}/${APACHE_FILE}`,
+    text: renderDir(plan, plan.dir === topDir) + (notFoundDirective(plan.dir, repos) ?? ''),
+  }));
   if (!topDir) throw new RegistrishError('no v2/ folder among the published paths');
-  return files;
+  const bodies = (Object.keys(NOT_FOUND_FILES) as NotFoundKind[]).map((kind) => ({ file: NOT_FOUND_FILES[kind], text: notFoundBody(kind) }));
+  return [...files, ...bodies];
 }
 
 export async function renderApache(_outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }> {
@@ -239,6 +257,7 @@ export const apache: Host = {
     'type-params': '`AddDefaultCharset Off` for /v2/.',
     'digest-header-missing': '`Header always set Docker-Content-Digest <digest>` in each manifest <Location>.',
     'content-encoding': 'mod_mime_magic labels gzip blobs `x-gzip`: disable it for /v2/ (remove MimeMagicFile) and `SetEnv no-gzip 1` (mod_deflate) there.',
+    'error-body': 'Deploy the generated .htaccess files and v2/_errors/ (their ErrorDocument needs AllowOverride FileInfo).',
     'missing-200': 'Exclude /v2/ from `FallbackResource` / rewrite-to-index rules.',
   },
 };

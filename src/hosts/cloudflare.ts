@@ -7,6 +7,7 @@ import type { Host, HostCheck, HostFile } from './host.ts';
 import { compareStrings } from '../util/format.ts';
 import { mergeIntoSiteHeaders } from './headers-file.ts';
 import type { PublishedPath } from '../model/published-path.ts';
+import { ERROR_CONTENT_TYPE, notFoundBody, publishedRepositories, type NotFoundKind } from '../publish/not-found.ts';
 
 // Cloudflare Pages writer: `_headers` within Pages' limits, and a top-level `404.html`.
 //
@@ -223,6 +224,72 @@ export function planCloudflareRules(paths: readonly PublishedPath[], options: { 
   return rules;
 }
 
+/**
+ * What Pages must send beyond headersFor(p): a tag's `Content-Length`. Pages' asset server answers
+ * HEAD and GET of a file chunked, without Content-Length (measured with `wrangler pages dev`
+ * 4.60.0), and docker refuses a tag's HEAD/GET without it ("missing or empty Content-Length
+ * header"); a Content-Length written in `_headers` is sent as written. Tags already have one exact
+ * rule each, so this costs a line per tag and no rule. Manifests by digest share grouped rules (their
+ * sizes differ) and keep none: docker, skopeo, podman and containerd fetch those with GET, which
+ * needs no length (test/cloudflare-pages.test.ts pulls every test image with all four).
+ */
+export function cloudflareExtraHeaders(p: PublishedPath): Array<[string, string]> {
+  return p.kind === 'manifest' && !p.immutable ? [['Content-Length', String(p.size)]] : [];
+}
+
+/**
+ * The answers beside the content, added to the planned rules without changing which rules there
+ * are (so planCloudflareRules can change freely; what it must keep: one exact rule per tag URL,
+ * and a first rule `/v2/*` for what every URL shares — one is added when there is none):
+ * - every tag rule gets cloudflareExtraHeaders();
+ * - a missing URL under /v2/ is answered by the nearest `404.html` (renderCloudflareNotFound) with
+ *   status 404, and Pages applies the `_headers` rules matching the *request* path to it (measured):
+ *   `/v2/*` sets the error body's `Content-Type: application/json` first, and every later rule that
+ *   sets Content-Type removes it first (`! Content-Type`), since Pages would comma-join the two. A
+ *   missing digest still matches its grouped digest rule, so its error body carries the manifest or
+ *   blob type (a rule cannot tell a missing file from a present one); clients read it all the same.
+ */
+export function withCloudflareAnswers(rules: readonly CfRule[], paths: readonly PublishedPath[]): CfRule[] {
+  const tags = new Map(paths.filter((p) => cloudflareExtraHeaders(p).length > 0).map((p) => [p.urlPath, p]));
+  const out = rules.map((r): CfRule => {
+    const tag = tags.get(r.path);
+    const set: Array<[string, string]> = tag ? [...r.set, ...cloudflareExtraHeaders(tag)] : [...r.set];
+    const setsType = set.some(([n]) => n.toLowerCase() === 'content-type');
+    const unset = setsType && !r.unset.some((n) => n.toLowerCase() === 'content-type') ? ['Content-Type', ...r.unset] : [...r.unset];
+    return { path: r.path, set, unset };
+  });
+  const first = out[0]?.path === '/v2/*' ? out[0] : undefined;
+  const errorType: [string, string] = ['Content-Type', ERROR_CONTENT_TYPE];
+  if (first) {
+    first.unset = first.unset.filter((n) => n.toLowerCase() !== 'content-type');
+    first.set = [errorType, ...first.set.filter(([n]) => n.toLowerCase() !== 'content-type')];
+    return out;
+  }
+  return [{ path: '/v2/*', set: [errorType], unset: [] }, ...out];
+}
+
+/** The rules the Cloudflare `_headers` is written from: planned with `tags`, then withCloudflareAnswers(). */
+export function cloudflareRules(paths: readonly PublishedPath[], tags: CloudflareTags = cloudflareTagsFor(paths)): CfRule[] {
+  return withCloudflareAnswers(planCloudflareRules(paths, { tags }), paths);
+}
+
+/**
+ * Pages answers a missing path with the `404.html` nearest to it (its folder, then each parent):
+ * `v2/<name>/manifests/404.html` and `…/blobs/404.html` for each published repository,
+ * `v2/404.html` for everything else under /v2/; the site's own (or our) top-level 404.html stays
+ * the answer everywhere else. A tag named `404.html` cannot exist on Pages (see checkCloudflare).
+ */
+export function renderCloudflareNotFound(paths: readonly PublishedPath[]): HostFile[] {
+  const file = (f: string, kind: NotFoundKind): HostFile => ({ file: f, text: notFoundBody(kind) });
+  return [
+    file(`v2/${CLOUDFLARE_404}`, 'name'),
+    ...publishedRepositories(paths).flatMap((repo) => [
+      file(`v2/${repo}/manifests/${CLOUDFLARE_404}`, 'manifest'),
+      file(`v2/${repo}/blobs/${CLOUDFLARE_404}`, 'blob'),
+    ]),
+  ];
+}
+
 export function renderCloudflareRules(rules: readonly CfRule[]): string {
   const blocks = rules.map((r) => [r.path, ...r.unset.map((n) => `  ! ${n}`), ...r.set.map(([n, v]) => `  ${n}: ${v}`)].join('\n'));
   const head = [
@@ -269,15 +336,20 @@ function compileRules(rules: readonly CfRule[]): Array<RegExp | undefined> {
   return rules.map((r) => cloudflareRuleRegExp(r.path));
 }
 
-/** What a URL must get with tags written `tags`: headersFor(p), without the digest of a compact tag. */
+/**
+ * What a URL must get with tags written `tags`: headersFor(p), without the digest of a compact tag
+ * (a pattern rule cannot carry it), with a tag's Content-Length where tags have exact rules
+ * (cloudflareExtraHeaders: only an exact rule can carry a per-file size).
+ */
 export function cloudflareWanted(p: PublishedPath, tags: CloudflareTags = 'exact'): Array<[string, string]> {
   const compactTag = tags === 'compact' && p.kind === 'manifest' && !p.immutable;
-  return headersFor(p).filter(([n]) => !(compactTag && n === 'Docker-Content-Digest'));
+  if (compactTag) return headersFor(p).filter(([n]) => n !== 'Docker-Content-Digest');
+  return [...headersFor(p), ...cloudflareExtraHeaders(p)];
 }
 
-/** The tag form the writer uses: exact while the rules fit Pages' limit, else compact. */
+/** The tag form the writer uses: exact while the rules (with the not-found answers) fit Pages' limit, else compact. */
 export function cloudflareTagsFor(paths: readonly PublishedPath[]): CloudflareTags {
-  return planCloudflareRules(paths, { tags: 'exact' }).length <= CLOUDFLARE_MAX_RULES ? 'exact' : 'compact';
+  return withCloudflareAnswers(planCloudflareRules(paths, { tags: 'exact' }), paths).length <= CLOUDFLARE_MAX_RULES ? 'exact' : 'compact';
 }
 
 /** Mismatches between what Pages would send and cloudflareWanted(p, tags), one message per URL. */
@@ -350,7 +422,8 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
         `(e.g. ${big[0]!.file}, ${(big[0]!.size / 1024 / 1024).toFixed(1)} MiB). Publish smaller images or use another host.`,
     );
   }
-  const files = new Set(paths.map((p) => p.file)).size;
+  // With the 404.html files that answer for missing content.
+  const files = new Set(paths.map((p) => p.file)).size + renderCloudflareNotFound(paths).length;
   if (files + 2 > CLOUDFLARE_MAX_FILES) {
     errors.push(`the registry alone is ${files} files; Cloudflare Pages deploys at most ${CLOUDFLARE_MAX_FILES} files (free plan). Publish fewer images or tags.`);
   } else if (files > CLOUDFLARE_MAX_FILES * 0.8) {
@@ -367,7 +440,7 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
   let tags: CloudflareTags = 'exact';
   try {
     tags = cloudflareTagsFor(paths);
-    rules = planCloudflareRules(paths, { tags });
+    rules = cloudflareRules(paths, tags);
   } catch (err) {
     errors.push((err as Error).message);
     return { errors, warnings };
@@ -404,7 +477,7 @@ const NOT_FOUND_HTML = '<!doctype html>\n<meta charset="utf-8">\n<title>Not foun
 
 export async function renderCloudflare(outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }> {
   const tags = cloudflareTagsFor(paths);
-  const rules = planCloudflareRules(paths, { tags });
+  const rules = cloudflareRules(paths, tags);
   const merged = await mergeIntoSiteHeaders(outDir, renderCloudflareRules(rules));
   // The site's own rules count against the same limit.
   const ruleCount = merged.text.split('\n').filter((l) => /^\s*(\/|https:\/\/)/u.test(l)).length;
@@ -420,7 +493,7 @@ export async function renderCloudflare(outDir: string, paths: PublishedPath[]): 
       hint: 'Narrow your own _headers rule so it does not match /v2/ URLs, or drop the registry header names from it.',
     });
   }
-  const files: HostFile[] = [{ file: '_headers', text: merged.text }];
+  const files: HostFile[] = [{ file: '_headers', text: merged.text }, ...renderCloudflareNotFound(paths)];
   let has404 = true;
   try {
     await readFile(path.join(outDir, CLOUDFLARE_404));
@@ -442,6 +515,7 @@ export const cloudflare: Host = {
     'digest-header-missing': 'The generated _headers sets it: deploy it with the site.',
     'head-length': 'Serve the static file: a Worker / Pages Function answering this path drops Content-Length on HEAD.',
     'content-encoding': 'Remove any Content-Encoding from _headers / Transform Rules for /v2/.',
+    'error-body': 'Deploy the 404.html files the build writes under v2/ (Pages answers a missing path with the nearest one) and the generated _headers.',
     'missing-200': 'Add a top-level 404.html: without it Cloudflare Pages answers index.html with 200 for any missing path.',
   },
 };

@@ -52,17 +52,19 @@ export async function renderHosts(
 ): Promise<{ files: HostFile[]; warnings: string[] }> {
   const files: HostFile[] = [];
   const warnings: string[] = [];
-  const owner = new Map<string, string>();
+  const owner = new Map<string, { host: string; text: string }>();
   for (const host of hosts) {
     if (!host.writer) continue;
     const r = await host.writer.render(outDir, paths, hostOptions[host.name]);
     for (const f of r.files) {
       const other = owner.get(f.file);
+      // The same file with the same text (the shared error bodies under v2/_errors/) is written once.
+      if (other?.text === f.text) continue;
       // Netlify and Cloudflare Pages both read `_headers`, with different rules: one output, one host.
-      if (other) throw new RegistrishError(`hosts "${other}" and "${host.name}" both write ${f.file}: build them into separate output folders`);
-      owner.set(f.file, host.name);
+      if (other) throw new RegistrishError(`hosts "${other.host}" and "${host.name}" both write ${f.file}: build them into separate output folders`);
+      owner.set(f.file, { host: host.name, text: f.text });
+      files.push(f);
     }
-    files.push(...r.files);
     warnings.push(...r.warnings.map((m) => `${host.name}: ${m}`));
   }
   return { files, warnings };

@@ -6,6 +6,7 @@ import { RegistrishError } from '../util/errors.ts';
 import { compareStrings } from '../util/format.ts';
 import { mergeIntoSiteHeaders, netlifyRulePattern } from './headers-file.ts';
 import type { Host, HostCheck } from './host.ts';
+import { renderNetlifyNotFound } from './redirects-file.ts';
 
 // Netlify `_headers` writer. Renders what every published URL needs, in one of two forms (the
 // `netlify: { headers }` option; `auto` by default):
@@ -394,7 +395,8 @@ export const netlify: Host = {
                 'or "compact", whose rules follow repositories rather than tags.',
         );
       }
-      return { files: [{ file: '_headers', text: merged.text }], warnings };
+      // Missing registry URLs: `_redirects` 404 rules serving the OCI error bodies (redirects-file.ts).
+      return { files: [{ file: '_headers', text: merged.text }, ...(await renderNetlifyNotFound(outDir, paths))], warnings };
     },
   },
   fixes: {
@@ -406,6 +408,7 @@ export const netlify: Host = {
     'head-length': 'Serve the static file: a Function or Edge Function answering this path drops Content-Length on HEAD.',
     'length-wrong': `Turn off asset optimisation/post-processing for the site. ${REDEPLOY}`,
     'content-encoding': 'Remove any Content-Encoding from _headers for /v2/ and do not upload pre-compressed files under the blob names.',
+    'error-body': 'Deploy the generated _redirects (its registrish block first in the file) and v2/_errors/ with the site; a rule of yours above it that matches /v2/ answers first.',
     'missing-200': 'Remove the `/* /index.html 200` fallback from _redirects / netlify.toml, or put a `/v2/* /404.html 404` rule before it.',
   },
 };

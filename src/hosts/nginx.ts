@@ -4,6 +4,7 @@ import { headersFor } from '../publish/headers.ts';
 import type { Host, HostCheck, HostFile } from './host.ts';
 import { compareStrings } from '../util/format.ts';
 import type { PublishedPath } from '../model/published-path.ts';
+import { ERROR_CONTENT_TYPE, notFoundBody, publishedRepositories } from '../publish/not-found.ts';
 
 // nginx writer: an http-context include (maps + a `server` block), a complete standalone config,
 // and a docker-compose.yml running stock nginx on port 5555 over the output folder.
@@ -173,6 +174,29 @@ function renderHttpPart(maps: MapSpec[]): string {
   return lines.join('\n');
 }
 
+const NOT_FOUND_VAR = '$registrish_not_found';
+
+/**
+ * Missing registry content: the OCI error body by path (publish/not-found.ts). Read only in the
+ * 404 location, so its regexes cost nothing on a hit. Repository names hold `.`: written `[.]`,
+ * which needs no escape inside an nginx string.
+ */
+export function renderNotFoundMap(paths: readonly PublishedPath[]): string {
+  const repos = publishedRepositories(paths).map((r) => r.replaceAll('.', '[.]'));
+  const body = (kind: 'manifest' | 'blob' | 'name'): string => `'${notFoundBody(kind).trimEnd()}'`;
+  const lines = [
+    '# What a missing /v2/ URL answers: 404 with the OCI error body (docker then says "manifest unknown").',
+    `map $uri ${NOT_FOUND_VAR} {`,
+    `    default ${body('name')};`,
+  ];
+  if (repos.length > 0) {
+    const alt = `(?:${repos.join('|')})`;
+    lines.push(`    "~^/v2/${alt}/manifests/[^/]*$" ${body('manifest')};`, `    "~^/v2/${alt}/blobs/[^/]*$" ${body('blob')};`);
+  }
+  lines.push('}');
+  return lines.join('\n');
+}
+
 function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): string {
   const adds = maps.map((m) => `        add_header ${m.header} ${m.variable};`);
   return [
@@ -183,7 +207,9 @@ function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): 
     '    server_tokens off;',
     '',
     '    location /v2/ {',
-    '        # Only published URLs: anything else under /v2/ (e.g. .registrish-paths.json) is a 404.',
+    '        # Only published URLs: anything else under /v2/ (e.g. .registrish-paths.json) is a 404,',
+    '        # answered with the OCI error body.',
+    '        error_page 404 @registrish_not_found;',
     `        if (${CT_VAR} = "") { return 404; }`,
     '        index index.html;',
     '        autoindex off;',
@@ -194,6 +220,12 @@ function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): 
     '        gzip off;',
     '        # add_header here replaces any add_header of the enclosing server/http block.',
     ...adds,
+    '    }',
+    '',
+    '    location @registrish_not_found {',
+    `        default_type ${ERROR_CONTENT_TYPE};`,
+    '        add_header X-Content-Type-Options nosniff always;',
+    `        return 404 ${NOT_FOUND_VAR};`,
     '    }',
     '',
     '    # Dotfiles (the generated configs, .registrish-paths.json, .htaccess) are never served.',
@@ -225,6 +257,8 @@ export function renderNginxServerInclude(paths: readonly PublishedPath[], root: 
     '',
     renderHttpPart(maps),
     '',
+    renderNotFoundMap(paths),
+    '',
     renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root }),
     '',
   ].join('\n');
@@ -255,6 +289,8 @@ export function renderNginxStandalone(paths: readonly PublishedPath[], opts: Ngi
     '    server_tokens off;',
     '',
     indent(renderHttpPart(maps)),
+    '',
+    indent(renderNotFoundMap(paths)),
     '',
     // A relative root is resolved against the prefix (-p).
     indent(renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root: '.' })),
@@ -301,6 +337,7 @@ export const nginx: Host = {
     'type-params': '`charset off;` in the /v2/ location (and keep manifest types out of `charset_types`).',
     'digest-header-missing': '`add_header Docker-Content-Digest <digest> always;` in each manifest location.',
     'content-encoding': 'For /v2/: `gzip off; gzip_static off;` and keep application/octet-stream and the manifest types out of `gzip_types`.',
+    'error-body': 'Use the generated configuration: its `error_page 404 @registrish_not_found` in `location /v2/` answers with the OCI error body.',
     'missing-200': '`try_files $uri =404;` in the /v2/ location (not `/index.html`).',
   },
 };

@@ -13,6 +13,7 @@ export const s3: Host = {
     'type-params': 'Re-upload the manifests with the Content-Type metadata without parameters.',
     'digest-header-missing': 'S3/R2 cannot send custom response headers: nothing to do (pulls work without it).',
     'content-encoding': 'Remove the Content-Encoding metadata from the objects (upload without --content-encoding).',
+    'error-body': 'An object store answers a missing key with its own XML error: a website endpoint has one error document for the whole bucket, which would replace the site\'s 404 page too. Clients still say the image is not found, with a less clear message.',
     'missing-200': 'A CDN error rule that turns 403/404 into 200 /index.html (CloudFront custom error response) must not apply to /v2/.',
     'missing-not-404': 'Grant s3:ListBucket to the public so S3 answers 404 instead of 403 for missing keys.',
   },

@@ -61,6 +61,13 @@ export async function writeRegistryTree(
     const pending: Array<[string, string]> = [];
     await writeFile(path.join(staging, ...PATHS_FILE.split('/').slice(1)), pathsText);
     for (const [i, f] of hostFiles.entries()) {
+      if (f.file.startsWith('v2/')) {
+        // Inside the tree (.htaccess files, error bodies): swapped in with it, folders made as needed.
+        const dest = path.join(staging, ...f.file.split('/').slice(1));
+        await mkdir(path.dirname(dest), { recursive: true });
+        await writeFile(dest, f.text);
+        continue;
+      }
       const tmp = `${staging}.${i}`;
       await writeFile(tmp, f.text);
       pending.push([tmp, path.join(outDir, f.file)]);
@@ -125,6 +132,7 @@ export async function writeHostFiles(outDir: string, files: HostFile[]): Promise
   for (const f of files) {
     const tmp = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}.host`);
     await writeFile(tmp, f.text);
+    await mkdir(path.dirname(path.join(outDir, f.file)), { recursive: true });
     await rename(tmp, path.join(outDir, f.file));
   }
 }

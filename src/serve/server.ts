@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseAllHeaders, type Header } from '@netlify/headers-parser';
 import { RegistrishError } from '../util/errors.ts';
 import type { HeaderList } from '../publish/headers.ts';
+import { ERROR_CONTENT_TYPE, notFoundBody, notFoundKind } from '../publish/not-found.ts';
 
 // Preview server: serves a built output directory the way Netlify would, with `_headers` read by
 // Netlify's own parser, so `docker pull 127.0.0.1:8080/name:tag` can be tried before deploying
@@ -222,7 +224,13 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
       }
       // `//` would also make a `//host/` Location on the slash redirect (an open redirect).
       if (segments.slice(0, -1).some((s) => s === '')) return sendText(404, `404 Not Found: ${urlPath}\n`);
-      const notFound = (): void => sendText(404, `404 Not Found: ${urlPath}\n`);
+      const notFound = (): void => {
+        // Under /v2/ a registry's answer (the OCI error body, as every host writer renders it);
+        // elsewhere the site's own 404.
+        const kind = notFoundKind(urlPath, (name) => fs.existsSync(path.join(root, 'v2', ...name.split('/'), 'tags', 'list')));
+        if (kind) sendText(404, notFoundBody(kind), { 'Content-Type': ERROR_CONTENT_TYPE, 'X-Content-Type-Options': 'nosniff' });
+        else sendText(404, `404 Not Found: ${urlPath}\n`);
+      };
 
       const target = path.resolve(root, `.${urlPath}`);
       if (!isInside(root, target)) return sendText(403, '403 Forbidden\n');

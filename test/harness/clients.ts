@@ -297,6 +297,8 @@ export interface CtrPullOptions {
   namespace?: string;
   creds?: Creds;
   timeoutMs?: number;
+  /** The registry speaks HTTPS with a certificate ctr cannot verify (`--skip-verify` instead of `--plain-http`). */
+  skipVerify?: boolean;
 }
 
 export interface CtrPullResult {
@@ -317,11 +319,19 @@ export interface CtrPullResult {
 
 let nsCounter = 0;
 
-/** `ctr images pull --plain-http --snapshotter native [--platform P] REF` (fetch + verify + unpack). */
+/** `ctr images pull --plain-http|--skip-verify --snapshotter native [--platform P] REF` (fetch + verify + unpack). */
 export async function ctrPull(address: string, ref: string, opts: CtrPullOptions = {}): Promise<CtrPullResult> {
   const namespace = opts.namespace ?? `rsh${process.pid}n${++nsCounter}`;
   const base = ['--address', address, '--namespace', namespace];
-  const args = [...base, 'images', 'pull', '--plain-http', '--snapshotter', 'native'];
+  const args = [...base, 'images', 'pull', '--snapshotter', 'native'];
+  if (opts.skipVerify) {
+    // ctr 1.6 speaks plain HTTP to a loopback host unless its hosts.toml names an https server.
+    const host = ref.slice(0, ref.indexOf('/'));
+    const hostsDir = makeTempDir('rsh-ctrh-');
+    fs.mkdirSync(path.join(hostsDir, host));
+    fs.writeFileSync(path.join(hostsDir, host, 'hosts.toml'), `server = "https://${host}"\nskip_verify = true\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n`);
+    args.push('--hosts-dir', hostsDir);
+  } else args.push('--plain-http');
   if (opts.platform) args.push('--platform', opts.platform);
   if (opts.allPlatforms) args.push('--all-platforms');
   if (opts.creds) args.push('--user', `${opts.creds.user}:${opts.creds.pass}`);

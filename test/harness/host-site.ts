@@ -144,8 +144,12 @@ export function hostSiteCases(fx: () => Fixtures, withMixedCaseTag = true): Pull
   return cases;
 }
 
-/** Pulls `registry/ref` with one real client and checks the digests it reports. */
-export async function expectPull(client: ClientName, registry: string, c: PullCase, daemons: Daemons): Promise<void> {
+/**
+ * Pulls `registry/ref` with one real client and checks the digests it reports. `https`: the registry
+ * speaks HTTPS with a self-signed certificate (docker, skopeo and podman accept it for an insecure
+ * registry; ctr is told --skip-verify).
+ */
+export async function expectPull(client: ClientName, registry: string, c: PullCase, daemons: Daemons, opts: { https?: boolean } = {}): Promise<void> {
   const ref = `${registry}/${c.ref}`;
   const platform = c.platform ?? 'linux/amd64';
   const arch = platform.split('/')[1]!;
@@ -156,7 +160,7 @@ export async function expectPull(client: ClientName, registry: string, c: PullCa
     expect(r.digest).toBe(c.top());
     expect(r.instanceDigest).toBe(c.instance());
   } else if (client === 'containerd (ctr)') {
-    expect((await ctrPull(daemons.containerd.address, ref, { platform })).digest).toBe(c.top());
+    expect((await ctrPull(daemons.containerd.address, ref, { platform, skipVerify: opts.https })).digest).toBe(c.top());
   } else {
     expect((await dockerPull(daemons.dockerd.host, ref, platform === 'linux/amd64' ? {} : { platform })).digest).toBe(c.top());
   }
