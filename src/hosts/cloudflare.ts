@@ -81,7 +81,8 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
   const headerMap = (p: PublishedPath): Map<string, string> => new Map(headersFor(p));
 
   // 1. Headers every URL shares, on /v2/*.
-  const all = paths.map(headerMap);
+  // (Only the registry's own URLs: the Helm repository's index.yaml is outside the /v2/* rule.)
+  const all = paths.filter((p) => p.urlPath.startsWith('/v2/')).map(headerMap);
   const shared = [...(all[0] ?? new Map())].filter(([n, v]) => all.every((h) => h.get(n) === v));
   const sharedNames = new Set(shared.map(([n]) => n));
   if (shared.length) rules.push({ path: '/v2/*', set: shared, unset: [] });
