@@ -162,7 +162,8 @@ export function planCloudflareRules(paths: readonly PublishedPath[]): CfRule[] {
 
   // 6. Tags: one exact rule each (the digest differs per tag).
   const done = new Set<PublishedPath>([...parsed.filter((x) => ['base', 'catalog', 'tags', 'blob', 'referrers'].includes(x.p.kind)), ...digestManifests].map((x) => x.p));
-  for (const x of parsed.filter((x) => !done.has(x.p))) rules.push({ path: literal(x.p.urlPath), set: rest(x.p), unset: [] });
+  // (And the Helm repository's index.yaml, outside /v2/*: all of its own headers.)
+  for (const x of parsed.filter((x) => !done.has(x.p))) rules.push({ path: literal(x.p.urlPath), set: x.p.urlPath.startsWith('/v2/') ? rest(x.p) : headersFor(x.p), unset: [] });
   return rules;
 }
 

@@ -173,8 +173,10 @@ function renderHttpPart(maps: MapSpec[]): string {
   return lines.join('\n');
 }
 
-function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): string {
+function renderServer(maps: MapSpec[], opts: { listen: string; root: string }, outside: readonly string[] = []): string {
   const adds = maps.map((m) => `        add_header ${m.header} ${m.variable};`);
+  // Published URLs outside /v2/ (the Helm repository's index.yaml): the same maps, one exact location each.
+  const exact = outside.flatMap((url) => ['', `    location = ${url} {`, '        types { }', '        default_type "";', ...adds, '    }']);
   return [
     'server {',
     `    listen ${opts.listen};`,
@@ -195,6 +197,7 @@ function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): 
     '        # add_header here replaces any add_header of the enclosing server/http block.',
     ...adds,
     '    }',
+    ...exact,
     '',
     '    # Dotfiles (the generated configs, .registrish-paths.json, .htaccess) are never served.',
     '    # /.well-known/ stays served (ACME webroot challenges and the like).',
@@ -202,6 +205,8 @@ function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): 
     '}',
   ].join('\n');
 }
+
+const outsideV2 = (paths: readonly PublishedPath[]): string[] => paths.filter((p) => !p.urlPath.startsWith('/v2/')).map((p) => p.urlPath);
 
 export interface NginxRenderOptions {
   /** `listen` of the server block (default 5555). */
@@ -225,7 +230,7 @@ export function renderNginxServerInclude(paths: readonly PublishedPath[], root: 
     '',
     renderHttpPart(maps),
     '',
-    renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root }),
+    renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root }, outsideV2(paths)),
     '',
   ].join('\n');
 }
@@ -257,7 +262,7 @@ export function renderNginxStandalone(paths: readonly PublishedPath[], opts: Ngi
     indent(renderHttpPart(maps)),
     '',
     // A relative root is resolved against the prefix (-p).
-    indent(renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root: '.' })),
+    indent(renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root: '.' }, outsideV2(paths))),
     '}',
     '',
   ].join('\n');
