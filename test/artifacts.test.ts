@@ -1,16 +1,23 @@
 import crypto from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { RegistryData, RepositoryData } from '../src/catalog/types.ts';
+import { renderApacheFiles } from '../src/hosts/apache.ts';
+import { cloudflareMismatches, planCloudflareRules } from '../src/hosts/cloudflare.ts';
+import { NGINX_PORT, NGINX_STANDALONE_FILE } from '../src/hosts/nginx.ts';
+import { classifyManifest, kindOfIndex } from '../src/model/artifact-kind.ts';
+import type { PublishedPath } from '../src/model/published-path.ts';
+import { headersFor } from '../src/publish/headers.ts';
+import { PATHS_FILE } from '../src/publish/paths-file.ts';
 import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
 import { launchChromium } from './harness/browser.ts';
 import { skopeoCopy, startContainerd, type Containerd } from './harness/clients.ts';
 import { gzip, makeLayer, makeTar, MT, sha256, type TarEntry } from './harness/images.ts';
-import { makeTempDir, removeDir, run } from './harness/procs.ts';
+import { freePort, hasCommand, makeTempDir, removeDir, run, spawnDaemon } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 
 // Not only container images: a packaged Helm chart (two versions), a WebAssembly module, an
@@ -30,6 +37,8 @@ const TITLE = 'org.opencontainers.image.title';
 
 let dir: string;
 let up: UpstreamRegistry;
+/** The same storage behind htpasswd: a private registry. */
+let priv: UpstreamRegistry;
 let containerd: Containerd;
 let site: string;
 let out: string;
@@ -120,7 +129,10 @@ const HOSTILE_README = [
 
 beforeAll(async () => {
   dir = makeTempDir('rsh-artifacts-');
+  // nginx's workers (nobody) serve the built folder: its parents must be traversable.
+  await chmod(dir, 0o755);
   up = await startRegistry({ storageDir: path.join(dir, 'storage') });
+  priv = await startRegistry({ storageDir: path.join(dir, 'storage'), auth: { kind: 'htpasswd', user: 'builder', pass: 's3cret-pass' } });
   const daemon = startContainerd();
 
   for (const version of ['0.2.0', '0.3.1']) {
@@ -158,7 +170,7 @@ beforeAll(async () => {
     path.join(site, 'eleventy.config.js'),
     `import registrish from ${JSON.stringify(path.join(REPO, 'dist/index.js'))};
 export default function (eleventyConfig) {
-  eleventyConfig.addPlugin(registrish, { cacheDir: '.cache/reg' });
+  eleventyConfig.addPlugin(registrish, { cacheDir: '.cache/reg', hosts: ['netlify', 'nginx', 'apache'] });
   return { dir: { input: 'src', output: '_site' } };
 }
 `,
@@ -174,10 +186,15 @@ export default function (eleventyConfig) {
         `${up.host}/oras/report:v1`,
         `${up.host}/apps/web:1.0`,
         { source: 'oci:private-layouts/web:1.0', name: 'local/web' },
+        { source: `${priv.host}/apps/web:1.0`, name: 'private/web' },
       ],
     }),
   );
-  const r = await run(process.execPath, [ELEVENTY], { cwd: site, timeoutMs: 120_000, env: { ...process.env, NETLIFY: '', URL: '' } });
+  const r = await run(process.execPath, [ELEVENTY], {
+    cwd: site,
+    timeoutMs: 120_000,
+    env: { ...process.env, NETLIFY: '', URL: '', DOCKER_CONFIG: path.join(dir, 'no-docker-config'), REGISTRISH_AUTH: JSON.stringify({ [priv.host]: 'builder:s3cret-pass' }) },
+  });
   buildOutput = r.stdout + r.stderr;
   data = JSON.parse(await readFile(path.join(out, 'registry.json'), 'utf8')) as RegistryData;
   serve = await startPreviewServer({ dir: out, port: 0 });
@@ -190,6 +207,7 @@ afterAll(async () => {
   await serve?.close();
   await containerd?.stop();
   await up?.stop();
+  await priv?.stop();
   removeDir(dir);
 });
 
@@ -204,6 +222,7 @@ describe('the registry data: what each manifest is', () => {
       'charts/hello-chart': 'helm-chart',
       'local/web': 'image',
       'oras/report': 'artifact',
+      'private/web': 'image',
       'wasm/hello': 'wasm',
     });
     const chart = repo('charts/hello-chart');
@@ -236,10 +255,14 @@ describe('the registry data: what each manifest is', () => {
     expect(buildOutput).toMatch(/charts\/bomb:0\.0\.1 \(Helm chart\): the chart archive unpacks to more than 32\.0 MiB/u);
   });
 
-  it('a source read from the build machine is not named in the data; a public registry source is', () => {
+  it('a source read with credentials or from the build machine is not named in the data; a public registry source is', () => {
     expect(repo('local/web').tags[0]!.entry).toEqual({ index: 6, private: true, name: 'local/web', tags: ['1.0'] });
+    expect(repo('private/web').tags[0]!.entry).toEqual({ index: 7, private: true, name: 'private/web', tags: ['1.0'] });
     expect(repo('apps/web').tags[0]!.entry).toMatchObject({ source: `${up.host}/apps/web:1.0`, private: false });
-    expect(JSON.stringify(data)).not.toContain('private-layouts');
+    const text = JSON.stringify(data);
+    expect(text).not.toContain('private-layouts');
+    expect(text).not.toContain(priv.host);
+    expect(buildOutput).not.toContain('s3cret-pass');
   });
 });
 
@@ -282,8 +305,33 @@ describe('the classic Helm repository', () => {
       }
     }
     expect(index.entries['hello-chart']![0]).toMatchObject({ appVersion: '1.16.0', description: 'A chart that says hello', keywords: ['hello', 'demo'], maintainers: CHART_META.maintainers, dependencies: CHART_META.dependencies, kubeVersion: '>=1.25.0-0' });
-    // Every host file gives it the YAML type: here Netlify's _headers, as the preview applies it.
+    // Every host file gives it the YAML type: Netlify's _headers (as the preview applies it above) …
     expect(await readFile(path.join(out, '_headers'), 'utf8')).toMatch(/^\/charts\/index\.yaml\n {2}Content-Type: application\/yaml$/mu);
+    // … Cloudflare's rules, Apache's .htaccess in its folder …
+    const paths = (JSON.parse(await readFile(path.join(out, PATHS_FILE), 'utf8')) as { paths: PublishedPath[] }).paths;
+    const indexPath = paths.find((p) => p.kind === 'helm-index')!;
+    expect(indexPath).toMatchObject({ urlPath: '/charts/index.yaml', file: 'charts/index.yaml', contentType: 'application/yaml' });
+    expect(cloudflareMismatches(planCloudflareRules(paths), paths)).toEqual([]);
+    expect(renderApacheFiles(paths).find((f) => f.file === 'charts/.htaccess')?.text).toMatch(/^ForceType application\/yaml$/mu);
+    // … and nginx, serving the built folder with its generated configuration.
+    const nginxBin = ['/usr/sbin/nginx', 'nginx'].find((c) => hasCommand(c));
+    if (!nginxBin) throw new Error('nginx is not installed: run scripts/install-test-deps.sh as root');
+    const port = await freePort();
+    const conf = path.join(dir, 'nginx.conf');
+    await writeFile(conf, (await readFile(path.join(out, NGINX_STANDALONE_FILE), 'utf8')).replace(`listen ${NGINX_PORT};`, `listen 127.0.0.1:${port};`));
+    const nginx = await spawnDaemon(nginxBin, ['-p', `${out}/`, '-c', conf, '-e', 'stderr', '-g', `daemon off; pid ${path.join(dir, 'nginx.pid')};`], {
+      logFile: path.join(dir, 'nginx.log'),
+      timeoutMs: 20_000,
+      ready: async () => (await fetch(`http://127.0.0.1:${port}/v2/`)).status === 200,
+    });
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/charts/index.yaml`);
+      expect(res.status).toBe(200);
+      for (const [name, value] of headersFor(indexPath)) expect(res.headers.get(name), name).toBe(value);
+      expect(Buffer.byteLength(await res.text())).toBe(indexPath.size);
+    } finally {
+      await nginx.stop();
+    }
   });
 });
 
@@ -305,23 +353,27 @@ describe('the pages per kind, in Chromium', () => {
   it('each kind with its own commands and facts; axe finds nothing; nothing from another origin', async () => {
     const host = new URL(serve.url).host;
     const axe = await readFile(AXE, 'utf8');
-    // Every page is loaded; axe runs on one page of each kind (pages of a kind differ only in
-    // data), the chart's in both schemes: axe costs seconds a page on this shared machine.
-    const pages = ['/images/', ...data.repositories.flatMap((r) => [r.url!, r.tags[0]!.url!])];
+    // Every page is loaded in one tab; axe runs on one page of each kind (pages of a kind differ
+    // only in data), the chart's in both schemes: axe costs seconds a page on this shared machine.
+    const pages = [...new Set(['/images/', ...data.repositories.flatMap((r) => [r.url!, r.tags[0]!.url!])])];
     const audited = ['/images/', repo('charts/hello-chart').url!, repo('charts/evil').tags[0]!.url!, repo('wasm/hello').tags[0]!.url!, repo('oras/report').url!];
-    const runs = [...pages.map((url) => [url, 'light'] as const), [repo('charts/hello-chart').url!, 'dark'] as const];
-    for (const [url, scheme] of runs) {
-      const { page, problems } = await open(url, { scheme });
-      if (audited.includes(url)) {
-        await page.addScriptTag({ content: axe });
-        const violations = await page.evaluate(async () => {
-          const result = await (window as unknown as { axe: { run(o: unknown): Promise<{ violations: Array<{ id: string; nodes: Array<{ target: unknown }> }> }> } }).axe.run({ resultTypes: ['violations'] });
-          return result.violations.map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => n.target))}`);
-        });
-        expect(violations, `${url} (${scheme})`).toEqual([]);
+    for (const scheme of ['light', 'dark'] as const) {
+      const { page, problems } = await open('/images/', { scheme });
+      for (const url of scheme === 'light' ? pages : [repo('charts/hello-chart').url!]) {
+        expect((await page.goto(serve.url + url))?.status(), url).toBe(200);
+        if (audited.includes(url)) {
+          await page.addScriptTag({ content: axe });
+          const violations = await page.evaluate(async () => {
+            const result = await (window as unknown as { axe: { run(o: unknown): Promise<{ violations: Array<{ id: string; nodes: Array<{ target: unknown }> }> }> } }).axe.run({ resultTypes: ['violations'] });
+            return result.violations.map((v) => `${v.id}: ${JSON.stringify(v.nodes.map((n) => n.target))}`);
+          });
+          expect(violations, `${url} (${scheme})`).toEqual([]);
+        }
+        expect(problems, url).toEqual([]);
+        expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), url).toBeUndefined();
+        // Nothing of a private source on any page: not the build machine's path, not the private registry.
+        expect(await page.content(), url).not.toMatch(new RegExp(`private-layouts|${priv.host.replace(/[.]/gu, '\\.')}`, 'u'));
       }
-      expect(problems, url).toEqual([]);
-      expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), url).toBeUndefined();
       await page.context().close();
     }
 
@@ -382,13 +434,13 @@ describe('the pages per kind, in Chromium', () => {
   it('the catalog shows each kind and filters by it; at phone width nothing overflows', async () => {
     const { page, problems } = await open('/images/', { width: 375 });
     const rows = page.locator('tbody tr');
-    expect(await rows.count()).toBe(7);
+    expect(await rows.count()).toBe(8);
     expect(await page.locator('tr[data-kind="helm-chart"] td').first().innerText()).toBe('Helm chart');
     await page.getByLabel('Helm chart (3)').check();
     expect(await page.locator('tbody tr:visible').count()).toBe(3);
     expect(page.url()).toMatch(/\?kind=helm-chart$/u);
-    await page.getByLabel('All (7)').check();
-    expect(await page.locator('tbody tr:visible').count()).toBe(7);
+    await page.getByLabel('All (8)').check();
+    expect(await page.locator('tbody tr:visible').count()).toBe(8);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
     expect(problems).toEqual([]);
     await page.context().close();
@@ -396,5 +448,27 @@ describe('the pages per kind, in Chromium', () => {
     const chart = await open(repo('charts/hello-chart').url!, { width: 375 });
     expect(await chart.page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
     await chart.page.context().close();
+  });
+});
+
+describe('classification from media types', () => {
+  const m = (config: string, layers: string[], extra: Record<string, unknown> = {}) => ({ config: { mediaType: config, digest: '', size: 0 }, layers: layers.map((mediaType) => ({ mediaType, digest: '', size: 0 })), ...extra });
+  it('tells each kind the way its tools push it', () => {
+    expect(classifyManifest(m(MT.dockerConfig, [MT.dockerLayerGzip]))).toBe('image');
+    expect(classifyManifest(m(MT.ociConfig, [MT.ociLayerGzip]))).toBe('image');
+    expect(classifyManifest(m(HELM_CONFIG, [HELM_CHART, 'application/vnd.cncf.helm.chart.provenance.v1.prov']))).toBe('helm-chart');
+    expect(classifyManifest(m('application/vnd.cncf.flux.config.v1+json', ['application/vnd.cncf.flux.content.v1.tar+gzip']))).toBe('flux');
+    expect(classifyManifest(m('application/vnd.sylabs.sif.config.v1+json', ['application/vnd.sylabs.sif.layer.v1.sif']))).toBe('apptainer');
+    expect(classifyManifest(m('application/vnd.wasm.config.v0+json', ['application/wasm']))).toBe('wasm');
+    expect(classifyManifest(m('application/vnd.module.wasm.config.v1+json', ['application/vnd.module.wasm.content.layer.v1+wasm']))).toBe('wasm');
+    // cosign writes its signatures over an image config; a referrer is an attachment whatever it carries.
+    expect(classifyManifest(m(MT.ociConfig, ['application/vnd.dev.cosign.simplesigning.v1+json']))).toBe('attachment');
+    expect(classifyManifest(m(EMPTY.mediaType, ['application/spdx+json'], { artifactType: 'application/spdx+json' }))).toBe('attachment');
+    expect(classifyManifest(m(EMPTY.mediaType, ['text/plain'], { subject: { mediaType: MT.ociManifest, digest: 'sha256:x', size: 1 } }))).toBe('attachment');
+    expect(classifyManifest(m(EMPTY.mediaType, ['text/plain'], { artifactType: 'application/vnd.example+json' }))).toBe('artifact');
+    // An image config under another artifactType is that artifact, not a runnable image.
+    expect(classifyManifest(m(MT.ociConfig, ['text/plain'], { artifactType: 'application/vnd.example+json' }))).toBe('artifact');
+    expect(kindOfIndex(['wasm', 'wasm', 'attachment'])).toBe('wasm');
+    expect(kindOfIndex(['image', 'attachment'])).toBe('image');
   });
 });

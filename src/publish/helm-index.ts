@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import type { HelmChartData, RegistryData } from '../catalog/types.ts';
+import { YAML_TYPE } from '../model/media-types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 
 // The classic Helm chart repository: an `index.yaml` in Helm's documented format (apiVersion v1,
@@ -8,7 +9,6 @@ import type { PublishedPath } from '../model/published-path.ts';
 // from the same files. Written with the `yaml` library: chart metadata is upstream text, and
 // quoting YAML by hand is where such files break.
 
-export const HELM_INDEX_TYPE = 'application/yaml';
 
 interface IndexEntry {
   apiVersion: string;
@@ -43,7 +43,7 @@ export function helmIndex(data: RegistryData): { path: PublishedPath; body: stri
   const body = stringify(doc, { lineWidth: 0 });
   const file = repo.index.replace(/^\//u, '');
   return {
-    path: { urlPath: repo.index, file, kind: 'helm-index', contentType: HELM_INDEX_TYPE, size: Buffer.byteLength(body), immutable: false },
+    path: { urlPath: repo.index, file, kind: 'helm-index', contentType: YAML_TYPE, size: Buffer.byteLength(body), immutable: false },
     body,
   };
 }

@@ -39,16 +39,17 @@ export async function writeRegistryTree(
   const hostFiles = options.hostFiles ?? [];
   const pathsText =
     JSON.stringify({ version: 1, paths, linkMode, hostFiles: hostFiles.map((f) => f.file).sort() } satisfies PathsFile) + '\n';
-  if (await treeIsCurrent(outDir, pathsText, paths, bodies, store, linkMode)) {
+  // The Helm repository's index.yaml lives outside v2/: written like the host files (its
+  // `generated` time changes every build, which must not make the tree look changed).
+  const inTree = paths.filter((p) => p.file.startsWith('v2/'));
+  const siteFiles: HostFile[] = paths.filter((p) => !p.file.startsWith('v2/')).map((p) => ({ file: p.file, text: bodies.get(p.file) ?? '' }));
+  if (await treeIsCurrent(outDir, pathsText, inTree, bodies, store, linkMode)) {
     // Nothing changed since the build that wrote this tree: keep it (a warm rebuild then costs
     // the upstream requests and a stat or two per file), and only bring host files up to date.
-    await writeHostFiles(outDir, await changedHostFiles(outDir, hostFiles));
+    await writeHostFiles(outDir, await changedHostFiles(outDir, [...hostFiles, ...siteFiles]));
     return;
   }
   const staging = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
-  // The Helm repository's index.yaml lives outside v2/: written like the host files, after the swap.
-  const inTree = paths.filter((p) => p.file.startsWith('v2/'));
-  const siteFiles: HostFile[] = paths.filter((p) => !p.file.startsWith('v2/')).map((p) => ({ file: p.file, text: bodies.get(p.file) ?? '' }));
   try {
     // Folders first, once each, so the parallel writes below only create files.
     const dirs = new Set(inTree.map((p) => path.posix.dirname(p.file)));
@@ -128,6 +129,7 @@ async function changedHostFiles(outDir: string, files: HostFile[]): Promise<Host
 export async function writeHostFiles(outDir: string, files: HostFile[]): Promise<void> {
   for (const f of files) {
     const tmp = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}.host`);
+    await mkdir(path.dirname(path.join(outDir, f.file)), { recursive: true });
     await writeFile(tmp, f.text);
     await rename(tmp, path.join(outDir, f.file));
   }
