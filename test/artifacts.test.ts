@@ -395,6 +395,9 @@ describe('the pages per kind, in Chromium', () => {
     expect(await chart.page.locator('#tags ~ div table tbody tr').count()).toBe(2);
     expect(await chart.page.locator('img').count()).toBe(0);
     expect(await chart.page.locator('a[href="https://example.com/hello/icon.png"]').count()).toBe(1);
+    // A version's own page links to the others.
+    await chart.page.goto(serve.url + repo('charts/hello-chart').tags[0]!.url!);
+    expect(await chart.page.locator('#versions + div a').allInnerTexts()).toEqual(['0.2.0']);
     await chart.page.context().close();
 
     const evil = await open(repo('charts/evil').url!);

@@ -136,3 +136,21 @@ ${files}
 </tbody></table></div>
 ${annotations.length ? `<h3 id="artifact-annotations">Annotations</h3><dl>${annotations.map(([k, v]) => `<dt><code>${esc(k)}</code></dt><dd>${esc(v)}</dd>`).join('')}</dl>` : ''}`;
 }
+
+/** A chart version's page lists the chart's other versions (Artifact Hub's sidebar), highest first. */
+export function otherChartVersions(repo: RepositoryData, current: readonly TagData[]): string {
+  const shown = new Set(current.map((t) => t.digest));
+  const others = repo.tags.filter((t) => !shown.has(t.digest)).slice(0, 20);
+  if (others.length === 0) return '';
+  const rows = others
+    .map((t) => `<tr><th scope="row"><a href="${esc(t.url ?? '#')}">${esc(t.chart?.version || t.name)}</a></th><td>${esc(t.chart?.appVersion ?? '')}</td></tr>`)
+    .join('\n');
+  const more = repo.tags.length - shown.size > others.length ? `<p><a href="${esc(repo.url ?? '#')}#tags">All versions</a></p>` : '';
+  return `<h2 id="versions">Other versions</h2>
+<div class="scroll" role="region" aria-label="Other versions" tabindex="0"><table>
+<thead><tr><th scope="col">Version</th><th scope="col">App version</th></tr></thead>
+<tbody>
+${rows}
+</tbody></table></div>
+${more}`;
+}

@@ -1,7 +1,7 @@
 import type { PlatformData, RegistryData, RepositoryData, TagData } from '../catalog/types.ts';
 import { formatBytes, shortDigest } from '../util/format.ts';
 import { layerChart } from './chart.ts';
-import { artifactSection, chartSection, commandsFor, hasDigestCommands, kindLabel } from './artifacts.ts';
+import { artifactSection, chartSection, commandsFor, hasDigestCommands, kindLabel, otherChartVersions } from './artifacts.ts';
 import { renderCommands } from './commands.ts';
 import { esc, formatDate, safeHref } from './html.ts';
 import { SCRIPT } from './script.ts';
@@ -258,7 +258,7 @@ ${
   tag.kind === 'image'
     ? `<h2 id="platforms">Platforms</h2>\n${tag.platforms.map(platformSection).join('\n') || '<p class="muted">No image manifest.</p>'}`
     : tag.kind === 'helm-chart'
-      ? chartSection(tag)
+      ? `${chartSection(tag)}\n${otherChartVersions(repo, tags)}`
       : artifactSection(tag)
 }
 ${record(`Annotations of the ${tag.kind === 'image' ? 'image' : 'manifest'}`, 'annotations', tag.annotations)}`;
