@@ -451,6 +451,12 @@ describe('the pages per kind, in Chromium', () => {
     const chart = await open(repo('charts/hello-chart').url!, { width: 375 });
     expect(await chart.page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
     await chart.page.context().close();
+    // Its screenshot (docs/screenshots/chart.png with REGISTRISH_SCREENSHOTS=docs).
+    const target = process.env.REGISTRISH_SCREENSHOTS === 'docs' ? path.join(REPO, 'docs/screenshots') : path.join(dir, 'shots');
+    await mkdir(target, { recursive: true });
+    const wide = await open(repo('charts/hello-chart').url!, { width: 1000 });
+    await wide.page.screenshot({ path: path.join(target, 'chart.png'), fullPage: true });
+    await wide.page.context().close();
   });
 });
 
