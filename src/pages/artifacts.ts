@@ -104,8 +104,8 @@ ${c.dependencies.map((d) => `<tr><th scope="row">${esc(d.alias ? `${d.name} (as 
 <p class="muted"><code>values.yaml</code> of the chart; <code>helm show values</code> prints the same.</p>
 <pre class="values" tabindex="0" aria-label="values.yaml"><code>${esc(c.values)}</code></pre>`
       : '';
+  // (The description is the page's lead paragraph.)
   return `<h2 id="chart">Chart</h2>
-${c.description ? `<p>${esc(c.description)}</p>` : ''}
 ${facts(rows)}
 ${deps}
 ${skipped}

@@ -121,14 +121,14 @@ export function defaultTag(repo: RepositoryData): TagData | undefined {
 function tagRows(repo: RepositoryData, tags: TagData[]): string {
   return tags
     .map(
-      (t) => `<tr><th scope="row"><a href="${esc(t.url ?? '#')}">${esc(t.name)}</a></th><td class="hide-narrow"><code>${esc(shortDigest(t.digest))}</code></td><td class="hide-narrow">${t.kind === 'image' ? pills(t.platforms.map((p) => p.platform)) : esc(kindLabel(t))}</td><td class="num">${esc(sizeRange(t.platforms, t))}</td><td class="date">${esc(formatDate(t.created))}</td></tr>`,
+      (t) => `<tr><th scope="row"><a href="${esc(t.url ?? '#')}">${esc(t.name)}</a></th><td class="hide-narrow"><code>${esc(shortDigest(t.digest))}</code></td><td class="hide-narrow">${t.kind === 'image' ? pills(t.platforms.map((p) => p.platform)) : repo.kind === 'helm-chart' ? esc(t.chart?.appVersion ?? '') : esc(kindLabel(t))}</td><td class="num">${esc(sizeRange(t.platforms, t))}</td><td class="date">${esc(formatDate(t.created))}</td></tr>`,
     )
     .join('\n');
 }
 
 function tagTable(repo: RepositoryData, tags: TagData[]): string {
   return `<div class="scroll" role="region" aria-label="Tags of ${esc(repo.name)}" tabindex="0"><table>
-<thead><tr><th scope="col">Tag</th><th scope="col" class="hide-narrow">Digest</th><th scope="col" class="hide-narrow">${repo.kind === 'image' ? 'Platforms' : 'Kind'}</th><th scope="col" class="num">Size</th><th scope="col">Created</th></tr></thead>
+<thead><tr><th scope="col">${repo.kind === 'helm-chart' ? 'Version' : 'Tag'}</th><th scope="col" class="hide-narrow">Digest</th><th scope="col" class="hide-narrow">${repo.kind === 'image' ? 'Platforms' : repo.kind === 'helm-chart' ? 'App version' : 'Kind'}</th><th scope="col" class="num">Size</th><th scope="col">Created</th></tr></thead>
 <tbody>
 ${tagRows(repo, tags)}
 </tbody></table></div>`;
@@ -143,7 +143,7 @@ export function renderRepository(data: RegistryData, repo: RepositoryData, o: Pa
   if (info.licenses) facts.push(['Licenses', esc(info.licenses)]);
   facts.push(['Kind', esc(kindLabel(repo))]);
   if (repo.kind === 'image') facts.push(['Platforms', pills(repo.platforms) || '<span class="muted">not stated</span>']);
-  facts.push(['Tags', String(repo.tags.length)]);
+  facts.push([repo.kind === 'helm-chart' ? 'Versions' : 'Tags', String(repo.tags.length)]);
   if (repo.updated) facts.push(['Updated', esc(formatDate(repo.updated))]);
   const shown = repo.tags.slice(0, TAGS_ON_REPOSITORY_PAGE);
   const more =
@@ -245,8 +245,9 @@ export function renderImage(data: RegistryData, page: ImagePage, o: PageOptions)
     facts.push(['Attached', parts.join(', ')]);
   }
   const others = tags.slice(1);
+  const lead = tag.info.description ?? tag.chart?.description;
   const body = `<h1>${esc(repo.name)}:${esc(tag.name)}</h1>
-${tag.info.description ? `<p>${esc(tag.info.description)}</p>` : ''}
+${lead ? `<p>${esc(lead)}</p>` : ''}
 <dl>${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>
 <h2 id="pull">${tag.kind === 'helm-chart' ? 'Install' : 'Pull'}</h2>
 ${hostNote(data)}
