@@ -9,6 +9,7 @@ import type { RegistryData, RepositoryData } from '../src/catalog/types.ts';
 import { renderApacheFiles } from '../src/hosts/apache.ts';
 import { cloudflareMismatches, planCloudflareRules } from '../src/hosts/cloudflare.ts';
 import { NGINX_PORT, NGINX_STANDALONE_FILE } from '../src/hosts/nginx.ts';
+import { MAX_CHART_ARCHIVE_BYTES, readChartFiles } from '../src/catalog/helm-chart.ts';
 import { classifyManifest, kindOfIndex } from '../src/model/artifact-kind.ts';
 import type { PublishedPath } from '../src/model/published-path.ts';
 import { headersFor } from '../src/publish/headers.ts';
@@ -479,5 +480,16 @@ describe('classification from media types', () => {
     expect(classifyManifest(m(MT.ociConfig, ['text/plain'], { artifactType: 'application/vnd.example+json' }))).toBe('artifact');
     expect(kindOfIndex(['wasm', 'wasm', 'attachment'])).toBe('wasm');
     expect(kindOfIndex(['image', 'attachment'])).toBe('image');
+  });
+});
+
+describe('reading a chart archive, bounded', () => {
+  it('skips, saying why: an archive over the bound, a README over its bound, bytes that are not a chart archive', async () => {
+    const file = path.join(dir, 'chart.tgz');
+    expect((await readChartFiles(file, MAX_CHART_ARCHIVE_BYTES + 1)).skipped).toMatch(/^the chart archive is 8\.0 MiB, more than the 8\.0 MiB read for pages$/u);
+    await writeFile(file, gzip(makeTar([{ name: 'big/README.md', content: Buffer.alloc(600 * 1024, 'a') }, { name: 'big/values.yaml', content: 'a: 1\n' }])));
+    expect(await readChartFiles(file, 1000)).toEqual({ skipped: 'big/README.md is 600.0 KiB, more than the 512.0 KiB shown', values: 'a: 1\n' });
+    await writeFile(file, 'not gzip');
+    expect((await readChartFiles(file, 8)).skipped).toMatch(/^the chart archive could not be read \(/u);
   });
 });
