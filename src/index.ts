@@ -17,7 +17,7 @@ export { registrish as default, registrish as 'module.exports' };
 export { DEFAULT_OPTIONS, resolveOptions, type PagesOption, type RegistrishOptions } from './eleventy/options.ts';
 
 // The `registry` global data templates read.
-export type { ImageInfo, LayerData, PlatformData, RegistryData, RepositoryData, TagData } from './catalog/types.ts';
+export type { ArtifactData, ArtifactFile, ArtifactKind, HelmChartData, ImageInfo, LayerData, PlatformData, RegistryData, RepositoryData, TagData } from './catalog/types.ts';
 export type { CatalogInput, CatalogOptions } from './catalog/data.ts';
 
 export type { BuildOptions, BuildSummary, PublishOptions, ResolvedRegistry, ResolveOptions } from './build.ts';

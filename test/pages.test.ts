@@ -142,7 +142,7 @@ describe('the registry data templates read', () => {
     expect(multi.platforms).toEqual(['linux/amd64', 'linux/arm64/v8']);
     const tag = multi.tags[0]!;
     expect(tag).toMatchObject({ name: '1.0', digest: fx['oci/multi:1.0']!.digest, index: true, url: `/images/oci/multi/manifests/${fx['oci/multi:1.0']!.digest.replace(':', '-')}/` });
-    expect(tag.entry).toEqual({ index: 0, source: `${up.host}/oci/multi:1.0`, name: 'oci/multi', tags: ['1.0'] });
+    expect(tag.entry).toEqual({ index: 0, source: `${up.host}/oci/multi:1.0`, private: false, name: 'oci/multi', tags: ['1.0'] });
     // The attestation manifest is not a platform.
     expect(tag.platforms.map((p) => p.platform)).toEqual(['linux/amd64', 'linux/arm64/v8']);
     const amd = tag.platforms[0]!;

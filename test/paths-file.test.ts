@@ -16,6 +16,7 @@ const good = [
   { urlPath: '/v2/a/b/manifests/1.0', file: 'v2/a/b/manifests/1.0', kind: 'manifest', contentType: OCI, digest: D, size: 5, immutable: false },
   { urlPath: `/v2/a/b/manifests/${D}`, file: `v2/a/b/manifests/${D}`, kind: 'manifest', contentType: OCI, digest: D, size: 5, immutable: true },
   { urlPath: `/v2/a/b/blobs/${D2}`, file: `v2/a/b/blobs/${D2}`, kind: 'blob', contentType: 'application/octet-stream', digest: D2, size: 0, immutable: true },
+  { urlPath: '/charts/index.yaml', file: 'charts/index.yaml', kind: 'helm-index', contentType: 'application/yaml', size: 40, immutable: false },
 ];
 
 const dir = makeTempDir('rsh-paths-');
@@ -37,6 +38,9 @@ describe('readPathsFile', () => {
   const bad: [string, Record<string, unknown>][] = [
     ['a parent-directory file', { ...good[0], file: '../../x', urlPath: '/../../x' }],
     ['a file outside v2', { ...good[1], file: 'etc/passwd', urlPath: '/etc/passwd' }],
+    ['a Helm index above the site', { ...good[6], file: '../index.yaml', urlPath: '/../index.yaml' }],
+    ['a Helm index that is another file', { ...good[6], file: 'charts/passwd', urlPath: '/charts/passwd' }],
+    ['a Helm index of another type', { ...good[6], contentType: 'text/html' }],
     ['a dot segment in the name', { ...good[2], file: 'v2/a/../b/tags/list', urlPath: '/v2/a/../b/tags/list' }],
     ['an invalid repository name', { ...good[2], file: 'v2/A/tags/list', urlPath: '/v2/A/tags/list' }],
     ['an invalid tag', { ...good[3], file: 'v2/a/b/manifests/.x', urlPath: '/v2/a/b/manifests/.x' }],

@@ -1,4 +1,5 @@
 import type { ImageSpec } from '../config/types.ts';
+import { classifyManifest, HELM_CHART_LAYER, kindOfIndex, TITLE_ANNOTATION, type ArtifactKind } from '../model/artifact-kind.ts';
 import type { Descriptor, ManifestDocument } from '../model/descriptor.ts';
 import { isIndexType, manifestMediaType, MAX_MANIFEST_BYTES } from '../model/media-types.ts';
 import { formatPlatform } from '../model/platform.ts';
@@ -7,7 +8,9 @@ import type { Plan, RepoPlan } from '../resolve/plan.ts';
 import { isAttestation } from '../resolve/platform-filter.ts';
 import type { ContentStore } from '../store/store.ts';
 import { compareStrings } from '../util/format.ts';
-import type { ImageInfo, LayerData, PlatformData, RegistryData, RepositoryData, TagData } from './types.ts';
+import semver from 'semver';
+import { readChartFiles, MAX_CHART_ARCHIVE_BYTES } from './helm-chart.ts';
+import type { ArtifactData, HelmChartData, ImageInfo, LayerData, PlatformData, RegistryData, RepositoryData, TagData } from './types.ts';
 
 // The plan as plain data for templates: every repository, tag and platform, with what the image
 // configs say (created, labels) and the well-known OCI annotations. Manifests come from the store
@@ -28,6 +31,12 @@ export interface CatalogOptions {
   pagesPath?: string;
   /** For `generated` (tests pin it). */
   now?: Date;
+  /** Where the classic Helm repository lives (`/charts/`), when it is on. */
+  helmRepositoryPath?: string;
+  /** Name sources read with credentials or from the build machine too (off: they are left out). */
+  showPrivateSources?: boolean;
+  /** What the data leaves out and why (a chart archive too large to read), for the build's log. */
+  warn?: (message: string) => void;
 }
 
 /** The OCI annotation keys of ImageInfo (the same keys are used as image labels). */
@@ -83,10 +92,16 @@ export async function buildRegistryData(input: CatalogInput, options: CatalogOpt
     } catch {
       // Not JSON (an artifact's config): nothing to show from it.
     }
-    configOf.set(c.digest, doc && typeof doc === 'object' ? doc : {});
+    configOf.set(c.digest, doc && typeof doc === 'object' && !Array.isArray(doc) ? doc : {});
   }
+  // Charts' archives, for their README and values: small, so fetched ahead of the layers too.
+  const chartLayers = [...images.values()].flatMap((list) => list.flatMap((i) => (classifyManifest(i.doc) === 'helm-chart' ? [chartLayer(i.doc)].filter((l): l is Descriptor => !!l) : [])));
+  await input.blobsNow(chartLayers.filter((l) => l.size <= MAX_CHART_ARCHIVE_BYTES).map((l) => l.digest));
+  const chartFiles = new Map<string, Awaited<ReturnType<typeof readChartFiles>>>();
+  for (const l of chartLayers) if (!chartFiles.has(l.digest)) chartFiles.set(l.digest, await readChartFiles(store.pathFor(l.digest), l.size));
 
   const entries = entryOf(plan);
+  const warned = new Set<string>();
   const repositories: RepositoryData[] = [];
   for (const repo of [...plan.repos.values()].sort((a, b) => compareStrings(a.name, b.name))) {
     const repoUrl = options.pagesPath === undefined ? undefined : `${options.pagesPath}${repo.name}/`;
@@ -95,7 +110,22 @@ export async function buildRegistryData(input: CatalogInput, options: CatalogOpt
       const digest = repo.tags.get(tag)!;
       const meta = repo.manifests.get(digest)!;
       const top = (await manifest(digest)) ?? {};
-      const platforms = (images.get(digest) ?? []).map((i) => platformData(i, configOf.get(i.doc.config?.digest ?? '') ?? {}));
+      const manifestsOf = images.get(digest) ?? [];
+      const kinds = manifestsOf.map((i) => classifyManifest(i.doc));
+      const kind: ArtifactKind = isIndexType(meta.mediaType) ? kindOfIndex(kinds) : (kinds[0] ?? 'artifact');
+      const first = manifestsOf.find((_, i) => kinds[i] === kind) ?? manifestsOf[0];
+      // Only a container image has platforms: an artifact's config is not an image config.
+      const platforms = kind === 'image' ? manifestsOf.map((i) => platformData(i, configOf.get(i.doc.config?.digest ?? '') ?? {})) : [];
+      const artifact = kind !== 'image' && first ? artifactData(first) : undefined;
+      let chart: HelmChartData | undefined;
+      if (kind === 'helm-chart' && first) {
+        const layer = chartLayer(first.doc);
+        chart = chartData((configOf.get(first.doc.config?.digest ?? '') ?? {}) as Record<string, unknown>, layer, layer ? chartFiles.get(layer.digest) : undefined, repo.name);
+        if (chart.skipped && !warned.has(`${repo.name}@${chart.archive.digest}`)) {
+          warned.add(`${repo.name}@${chart.archive.digest}`);
+          options.warn?.(`${repo.name}:${tag} (Helm chart): ${chart.skipped}; its page shows the chart's metadata only`);
+        }
+      }
       const annotations = stringRecord(top.annotations);
       const labels = platforms[0]?.labels ?? {};
       const info: ImageInfo = {};
@@ -104,8 +134,9 @@ export async function buildRegistryData(input: CatalogInput, options: CatalogOpt
         if (v) info[k] = v;
       }
       const created = platforms.map((p) => p.created).filter((c): c is string => !!c).sort().at(-1);
-      const digests = [digest, ...platforms.map((p) => p.digest)];
-      const spec = entries.get(`${repo.name}:${tag}`);
+      const digests = [digest, ...manifestsOf.map((i) => i.digest)];
+      const { spec, privateSource } = entries.get(`${repo.name}:${tag}`) ?? {};
+      const showSource = spec && (!privateSource || options.showPrivateSources);
       tags.push({
         name: tag,
         // One page per manifest: tags that point at the same image share it.
@@ -113,37 +144,51 @@ export async function buildRegistryData(input: CatalogInput, options: CatalogOpt
         digest,
         mediaType: meta.mediaType,
         index: isIndexType(meta.mediaType),
+        kind,
         platforms,
+        ...(artifact ? { artifact } : {}),
+        ...(chart ? { chart } : {}),
         ...(created ? { created } : {}),
         annotations,
         info,
         entry: spec
-          ? { index: spec.index, source: spec.source.original, name: spec.name, tags: spec.tags, ...(spec.platforms ? { platforms: spec.platforms.map(formatPlatform) } : {}) }
-          : { index: -1, source: '', name: repo.name, tags: [tag] },
+          ? {
+              index: spec.index,
+              ...(showSource ? { source: spec.source.original } : {}),
+              private: !!privateSource,
+              name: spec.name,
+              tags: spec.tags,
+              ...(spec.platforms ? { platforms: spec.platforms.map(formatPlatform) } : {}),
+            }
+          : { index: -1, private: false, name: repo.name, tags: [tag] },
         attachments: {
           tags: [...repo.tags.keys()].filter((t) => digests.some((d) => t.startsWith(`${digestTag(d)}.`))).sort(compareStrings),
           referrers: digests.reduce((n, d) => n + (repo.referrers.get(d)?.count ?? 0), 0),
         },
       });
     }
-    // Newest first; undated images after dated ones, by name.
-    tags.sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '') || compareStrings(a.name, b.name));
+    // Newest first; undated images after dated ones: highest version first (charts carry no date), then by name.
+    tags.sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '') || byVersion(a, b) || compareStrings(a.name, b.name));
     const newest = tags[0];
     const updated = tags.map((t) => t.created).filter((c): c is string => !!c).sort().at(-1);
+    const description = newest?.info.description ?? newest?.chart?.description;
     repositories.push({
       name: repo.name,
+      kind: newest?.kind ?? 'image',
       ...(repoUrl ? { url: repoUrl } : {}),
-      ...(newest?.info.description ? { description: newest.info.description } : {}),
+      ...(description ? { description } : {}),
       tags,
       platforms: [...new Set(tags.flatMap((t) => t.platforms.map((p) => p.platform)))].sort(compareStrings),
-      size: Math.max(0, ...(newest?.platforms.map((p) => p.size) ?? [])),
+      size: Math.max(0, ...(newest?.platforms.map((p) => p.size) ?? []), newest?.artifact?.size ?? 0),
       publishedBytes: [...repo.blobs.values()].reduce((n, s) => n + s, 0),
       ...(updated ? { updated } : {}),
     });
   }
+  const charts = repositories.some((r) => r.tags.some((t) => t.chart?.archive.digest));
   return {
     ...(options.host ? { host: options.host } : {}),
     ...(options.pagesPath !== undefined ? { pagesPath: options.pagesPath } : {}),
+    ...(charts && options.helmRepositoryPath ? { helmRepository: { url: options.helmRepositoryPath, index: `${options.helmRepositoryPath}index.yaml` } } : {}),
     generated: (options.now ?? new Date()).toISOString(),
     repositories,
   };
@@ -160,9 +205,65 @@ function userTagsByRepo(plan: Plan): Map<string, string[]> {
   return new Map([...out].map(([name, set]) => [name, [...set].sort(compareStrings)]));
 }
 
-function entryOf(plan: Plan): Map<string, ImageSpec> {
-  const out = new Map<string, ImageSpec>();
-  for (const r of plan.images) for (const t of r.spec.tags) out.set(`${r.spec.name}:${t}`, r.spec);
+function entryOf(plan: Plan): Map<string, { spec: ImageSpec; privateSource: boolean }> {
+  const out = new Map<string, { spec: ImageSpec; privateSource: boolean }>();
+  for (const r of plan.images) for (const t of r.spec.tags) out.set(`${r.spec.name}:${t}`, { spec: r.spec, privateSource: r.privateSource });
+  return out;
+}
+
+/** Higher version first, when both tags (or their charts) are versions; 0 otherwise. */
+function byVersion(a: TagData, b: TagData): number {
+  const v = (t: TagData) => semver.valid(t.chart?.version ?? t.name.replace(/_/gu, '+'), { loose: true });
+  const va = v(a);
+  const vb = v(b);
+  return va && vb ? semver.rcompare(va, vb, { loose: true }) : 0;
+}
+
+/** The chart archive of a Helm chart manifest. */
+function chartLayer(doc: ManifestDocument): Descriptor | undefined {
+  return (Array.isArray(doc.layers) ? doc.layers : []).find((l) => l && l.mediaType === HELM_CHART_LAYER && typeof l.digest === 'string');
+}
+
+function artifactData(image: ImageManifest): ArtifactData {
+  const { doc } = image;
+  const configMediaType = typeof doc.config?.mediaType === 'string' ? doc.config.mediaType : '';
+  const files = (Array.isArray(doc.layers) ? doc.layers : []).filter(Boolean).map((l) => {
+    const title = stringRecord(l.annotations)[TITLE_ANNOTATION];
+    return { ...(title ? { title } : {}), digest: l.digest, size: l.size, mediaType: l.mediaType };
+  });
+  return {
+    artifactType: (typeof doc.artifactType === 'string' && doc.artifactType) || configMediaType,
+    configMediaType,
+    digest: image.digest,
+    size: (doc.config?.size ?? 0) + files.reduce((n, f) => n + f.size, 0),
+    files,
+    annotations: stringRecord(doc.annotations),
+  };
+}
+
+/** A chart's metadata from its config (Chart.yaml as JSON), every field checked: it is upstream JSON. */
+function chartData(config: Record<string, unknown>, layer: Descriptor | undefined, files: Awaited<ReturnType<typeof readChartFiles>> | undefined, repoName: string): HelmChartData {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : []);
+  const objects = (v: unknown): Array<Record<string, unknown>> => (Array.isArray(v) ? v.filter((x) => x && typeof x === 'object' && !Array.isArray(x)) : []);
+  const pick = <K extends string>(o: Record<string, unknown>, keys: readonly K[]): Partial<Record<K, string>> =>
+    Object.fromEntries(keys.flatMap((k) => (str(o[k]) ? [[k, str(o[k])!]] : []))) as Partial<Record<K, string>>;
+  const out: HelmChartData = {
+    name: str(config.name) ?? repoName.split('/').at(-1)!,
+    version: str(config.version) ?? '',
+    ...pick(config, ['apiVersion', 'appVersion', 'description', 'type', 'home', 'icon', 'kubeVersion'] as const),
+    keywords: strings(config.keywords),
+    sources: strings(config.sources),
+    maintainers: objects(config.maintainers).filter((m) => str(m.name)).map((m) => ({ name: str(m.name)!, ...pick(m, ['email', 'url'] as const) })),
+    dependencies: objects(config.dependencies).filter((d) => str(d.name)).map((d) => ({ name: str(d.name)!, ...pick(d, ['version', 'repository', 'condition', 'alias'] as const) })),
+    ...(config.deprecated === true ? { deprecated: true } : {}),
+    annotations: stringRecord(config.annotations),
+    archive: { digest: layer?.digest ?? '', size: layer?.size ?? 0 },
+  };
+  if (files?.readme !== undefined) out.readme = files.readme;
+  if (files?.values !== undefined) out.values = files.values;
+  if (!layer) out.skipped = 'the manifest has no chart archive layer';
+  else if (files?.skipped) out.skipped = files.skipped;
   return out;
 }
 

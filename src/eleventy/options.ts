@@ -40,6 +40,18 @@ export interface RegistrishOptions {
    * while Netlify's build reads it fast, compact above).
    */
   netlify?: NetlifyOptions;
+  /**
+   * Name every image's source on the pages and in the `registry` data, also those read with
+   * credentials or from a path on the build machine (`oci:`, archives). Default false: only
+   * sources read anonymously from a registry are named.
+   */
+  showPrivateSources?: boolean;
+  /**
+   * The classic Helm repository: when the registry publishes charts, an `index.yaml` at
+   * `<path>index.yaml` (default `/charts/`), so `helm repo add NAME https://HOST/charts` works.
+   * `false` writes none.
+   */
+  helmRepository?: boolean | { path?: string };
 }
 
 export interface PagesOption {
@@ -52,8 +64,10 @@ export interface PagesOption {
 }
 
 /** The options after defaults and checks. */
-export interface ResolvedOptions extends Required<Omit<RegistrishOptions, 'pages' | 'registryHost'>> {
+export interface ResolvedOptions extends Required<Omit<RegistrishOptions, 'pages' | 'registryHost' | 'helmRepository'>> {
   pages: PagesConfig | false;
+  /** Where the Helm repository's index.yaml goes (`/charts/`), or false. */
+  helmRepository: { path: string } | false;
   registryHost?: string;
 }
 
@@ -69,7 +83,11 @@ export const DEFAULT_OPTIONS: Required<Omit<RegistrishOptions, 'registryHost'>> 
   linkMode: 'hardlink',
   verbose: true,
   pages: true,
+  showPrivateSources: false,
+  helmRepository: true,
 };
+
+export const DEFAULT_HELM_REPOSITORY_PATH = '/charts/';
 
 const PAGE_KEYS = ['path', 'layout', 'title'];
 
@@ -95,7 +113,16 @@ export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions
   }
   if (o.linkMode !== 'hardlink' && o.linkMode !== 'copy') throw bad('linkMode', '"hardlink" or "copy"');
   if (typeof o.verbose !== 'boolean') throw bad('verbose', 'true or false');
-  const out: ResolvedOptions = { ...o, pages: resolvePages(o.pages, bad), netlify: resolveNetlify(o.netlify, bad) };
+  if (typeof o.showPrivateSources !== 'boolean') throw bad('showPrivateSources', 'true or false');
+  const out: ResolvedOptions = {
+    ...o,
+    pages: resolvePages(o.pages, bad),
+    netlify: resolveNetlify(o.netlify, bad),
+    helmRepository: resolveHelmRepository(o.helmRepository, bad),
+  };
+  if (out.pages && out.helmRepository && out.helmRepository.path === out.pages.path) {
+    throw bad('helmRepository.path', `another path than the pages' (${out.pages.path})`);
+  }
   if (options.registryHost !== undefined) {
     const h = options.registryHost;
     if (typeof h !== 'string' || /^[a-z][a-z0-9+.-]*:\/\//iu.test(h) || hostProblem(h)) {
@@ -116,6 +143,22 @@ function resolveNetlify(value: unknown, bad: (name: string, want: string) => Reg
   if (v.headers === undefined) return { headers: 'auto' };
   if (!NETLIFY_HEADERS_FORMS.includes(v.headers as never)) throw bad('netlify.headers', `one of ${forms}`);
   return { headers: v.headers as NetlifyOptions['headers'] };
+}
+
+function resolveHelmRepository(value: unknown, bad: (name: string, want: string) => RegistrishError): { path: string } | false {
+  if (value === false) return false;
+  if (value === true) return { path: DEFAULT_HELM_REPOSITORY_PATH };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw bad('helmRepository', 'true, false or an object like { path: "/charts/" }');
+  const v = value as Record<string, unknown>;
+  for (const key of Object.keys(v)) {
+    if (key !== 'path') throw new RegistrishError(`${PREFIX} unknown option "helmRepository.${key}" (known: path)`);
+  }
+  const p = v.path ?? DEFAULT_HELM_REPOSITORY_PATH;
+  if (typeof p !== 'string' || !/^\/(?:[A-Za-z0-9._~-]+\/)*$/u.test(p) || p.split('/').some((s) => s === '.' || s === '..')) {
+    throw bad('helmRepository.path', 'a URL path that starts and ends with "/", like "/charts/"');
+  }
+  if (p === '/v2/' || p.startsWith('/v2/')) throw bad('helmRepository.path', 'outside /v2/ (the registry itself lives there)');
+  return { path: p };
 }
 
 function resolvePages(value: unknown, bad: (name: string, want: string) => RegistrishError): PagesConfig | false {

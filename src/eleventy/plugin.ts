@@ -20,9 +20,14 @@ import { PREFIX, resolveOptions, type RegistrishOptions } from './options.ts';
 
 /** The modules a build needs, loaded once, on first use. */
 const machinery = () =>
-  Promise.all([import('../build.ts'), import('../catalog/data.ts'), import('../hosts/host.ts'), import('../publish/tree.ts'), import('../resolve/selections.ts')]).then(
-    ([build, catalog, hosts, tree, selections]) => ({ ...build, ...catalog, ...hosts, ...tree, ...selections }),
-  );
+  Promise.all([
+    import('../build.ts'),
+    import('../catalog/data.ts'),
+    import('../hosts/host.ts'),
+    import('../publish/tree.ts'),
+    import('../resolve/selections.ts'),
+    import('../publish/helm-index.ts'),
+  ]).then(([build, catalog, hosts, tree, selections, helm]) => ({ ...build, ...catalog, ...hosts, ...tree, ...selections, ...helm }));
 
 /** Only the bits of Eleventy's config API this plugin uses (Eleventy ships no types). */
 export interface EleventyConfigLike extends EleventyTemplatesLike {
@@ -92,7 +97,13 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     const data = resolved.then((r) =>
       buildRegistryData(
         { plan: r.plan, store: r.store, blobsNow: (d) => r.blobsNow(d) },
-        { host, ...(options.pages ? { pagesPath: options.pages.path } : {}) },
+        {
+          host,
+          ...(options.pages ? { pagesPath: options.pages.path } : {}),
+          ...(options.helmRepository ? { helmRepositoryPath: options.helmRepository.path } : {}),
+          showPrivateSources: options.showPrivateSources,
+          warn: (m) => logger.warn(m),
+        },
       ),
     );
     // Failures are reported by eleventy.before (which awaits both); these keep them from being unhandled meanwhile.
@@ -147,7 +158,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     current = undefined;
     if (!build) return;
     if (event.outputMode && event.outputMode !== 'fs') return void (await closeQuietly(build));
-    const { publishRegistry, renderHosts, selectHosts, selectionLine, writeHostFiles } = await machinery();
+    const { helmIndex, publishRegistry, renderHosts, selectHosts, selectionLine, writeHostFiles } = await machinery();
     if (build.kind === 'reused') {
       // The site's own passthrough `_headers` may have been copied over ours: render host files again.
       const rendered = await renderHosts(selectHosts(options.hosts), build.outputDir, build.paths, { netlify: options.netlify });
@@ -158,6 +169,12 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     const resolved = await build.resolved;
     let summary: BuildSummary;
     try {
+      // The Helm repository's index.yaml is published with the registry (one more URL for the hosts).
+      const index = helmIndex(await build.data);
+      if (index) {
+        resolved.layout.paths.push(index.path);
+        resolved.layout.bodies.set(index.path.file, index.body);
+      }
       summary = await publishRegistry(resolved, { outputDir: build.outputDir, hosts: options.hosts, hostOptions: { netlify: options.netlify }, linkMode: options.linkMode, logger });
     } catch (err) {
       fail(err);

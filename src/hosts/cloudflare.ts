@@ -97,7 +97,8 @@ export function planCloudflareRules(paths: readonly PublishedPath[], options: { 
   const headerMap = (p: PublishedPath): Map<string, string> => new Map(headersFor(p));
 
   // 1. Headers every URL shares, on /v2/*.
-  const all = paths.map(headerMap);
+  // (Only the registry's own URLs: the Helm repository's index.yaml is outside the /v2/* rule.)
+  const all = paths.filter((p) => p.urlPath.startsWith('/v2/')).map(headerMap);
   const shared = [...(all[0] ?? new Map())].filter(([n, v]) => all.every((h) => h.get(n) === v));
   const sharedNames = new Set(shared.map(([n]) => n));
   if (shared.length) rules.push({ path: '/v2/*', set: shared, unset: [] });
@@ -218,9 +219,10 @@ export function planCloudflareRules(paths: readonly PublishedPath[], options: { 
     rules.push({ path: `/v2/${placeholders(depth)}/referrers/sha256:*`, set: rest(group[0]!.p), unset: [] });
   }
 
-  // 6. Tags, exact: one rule each (the digest differs per tag).
+  // 6. Tags, exact: one rule each (the digest differs per tag); and the Helm repository's index.yaml,
+  // outside /v2/*: all of its own headers.
   const done = new Set<PublishedPath>([...parsed.filter((x) => ['base', 'catalog', 'tags', 'blob', 'referrers'].includes(x.p.kind)), ...digestManifests, ...(compactTags ? tagManifests : [])].map((x) => x.p));
-  for (const x of parsed.filter((x) => !done.has(x.p))) rules.push({ path: literal(x.p.urlPath), set: rest(x.p), unset: [] });
+  for (const x of parsed.filter((x) => !done.has(x.p))) rules.push({ path: literal(x.p.urlPath), set: x.p.urlPath.startsWith('/v2/') ? rest(x.p) : headersFor(x.p), unset: [] });
   return rules;
 }
 

@@ -197,8 +197,10 @@ export function renderNotFoundMap(paths: readonly PublishedPath[]): string {
   return lines.join('\n');
 }
 
-function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): string {
+function renderServer(maps: MapSpec[], opts: { listen: string; root: string }, outside: readonly string[] = []): string {
   const adds = maps.map((m) => `        add_header ${m.header} ${m.variable};`);
+  // Published URLs outside /v2/ (the Helm repository's index.yaml): the same maps, one exact location each.
+  const exact = outside.flatMap((url) => ['', `    location = ${url} {`, '        types { }', '        default_type "";', ...adds, '    }']);
   return [
     'server {',
     `    listen ${opts.listen};`,
@@ -221,6 +223,7 @@ function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): 
     '        # add_header here replaces any add_header of the enclosing server/http block.',
     ...adds,
     '    }',
+    ...exact,
     '',
     '    location @registrish_not_found {',
     `        default_type ${ERROR_CONTENT_TYPE};`,
@@ -234,6 +237,8 @@ function renderServer(maps: MapSpec[], opts: { listen: string; root: string }): 
     '}',
   ].join('\n');
 }
+
+const outsideV2 = (paths: readonly PublishedPath[]): string[] => paths.filter((p) => !p.urlPath.startsWith('/v2/')).map((p) => p.urlPath);
 
 export interface NginxRenderOptions {
   /** `listen` of the server block (default 5555). */
@@ -259,7 +264,7 @@ export function renderNginxServerInclude(paths: readonly PublishedPath[], root: 
     '',
     renderNotFoundMap(paths),
     '',
-    renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root }),
+    renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root }, outsideV2(paths)),
     '',
   ].join('\n');
 }
@@ -293,7 +298,7 @@ export function renderNginxStandalone(paths: readonly PublishedPath[], opts: Ngi
     indent(renderNotFoundMap(paths)),
     '',
     // A relative root is resolved against the prefix (-p).
-    indent(renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root: '.' })),
+    indent(renderServer(maps, { listen: opts.listen ?? String(NGINX_PORT), root: '.' }, outsideV2(paths))),
     '}',
     '',
   ].join('\n');

@@ -19,6 +19,9 @@ export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
 export const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 export const OCI_LAYER_ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
 
+/** The Helm repository's index.yaml (RFC 9512's type for YAML). */
+export const YAML_TYPE = 'application/yaml';
+
 /** Schema 1 (signed and unsigned): recognised only to refuse it clearly. */
 export const DOCKER_SCHEMA1_MANIFEST = 'application/vnd.docker.distribution.manifest.v1+json';
 export const DOCKER_SCHEMA1_SIGNED_MANIFEST = 'application/vnd.docker.distribution.manifest.v1+prettyjws';

@@ -2,11 +2,11 @@
 // writer renders into its own configuration, and what `deploy` and `check` read back.
 
 /** What kind of thing a published path is; host writers decide headers from this. */
-export type PathKind = 'base' | 'catalog' | 'tags' | 'manifest' | 'blob' | 'referrers';
+export type PathKind = 'base' | 'catalog' | 'tags' | 'manifest' | 'blob' | 'referrers' | 'helm-index';
 
 /** One URL the static registry answers, and the file behind it. */
 export interface PublishedPath {
-  /** URL path, always starting with `/`, e.g. `/v2/`, `/v2/alpine/manifests/3.20`. */
+  /** URL path, always starting with `/`, e.g. `/v2/`, `/v2/alpine/manifests/3.20` (all under `/v2/` but the Helm repository's `index.yaml`). */
   urlPath: string;
   /** File path relative to the output directory, `/`-separated, e.g. `v2/index.html`. */
   file: string;

@@ -1,7 +1,8 @@
 import type { PlatformData, RegistryData, RepositoryData, TagData } from '../catalog/types.ts';
 import { formatBytes, shortDigest } from '../util/format.ts';
 import { layerChart } from './chart.ts';
-import { pullCommands, renderCommands } from './commands.ts';
+import { artifactSection, chartSection, commandsFor, hasDigestCommands, kindLabel, otherChartVersions } from './artifacts.ts';
+import { renderCommands } from './commands.ts';
 import { esc, formatDate, safeHref } from './html.ts';
 import { SCRIPT } from './script.ts';
 import { STYLE } from './style.ts';
@@ -70,31 +71,46 @@ function pills(items: string[]): string {
   return items.map((p) => `<span class="pill">${esc(p)}</span>`).join('');
 }
 
-function sizeRange(platforms: PlatformData[]): string {
-  if (platforms.length === 0) return '';
+function sizeRange(platforms: PlatformData[], tag?: TagData): string {
+  if (platforms.length === 0) return tag?.artifact ? formatBytes(tag.artifact.size) : tag?.chart ? formatBytes(tag.chart.archive.size) : '';
   const sizes = platforms.map((p) => p.size);
   const lo = Math.min(...sizes);
   const hi = Math.max(...sizes);
   return lo === hi ? formatBytes(lo) : `${formatBytes(lo)} – ${formatBytes(hi)}`;
 }
 
+/** The kinds present, in the order of KIND_LABELS, as a filter (shown with JavaScript only: it hides rows). */
+function kindFilter(data: RegistryData): string {
+  const kinds = [...new Set(data.repositories.map((r) => r.kind))];
+  if (kinds.length < 2) return '';
+  const count = (k: string) => data.repositories.filter((r) => r.kind === k).length;
+  const option = (value: string, label: string, n: number, checked = false) =>
+    `<label><input type="radio" name="kind" value="${esc(value)}"${checked ? ' checked' : ''}> ${esc(label)} (${n})</label>`;
+  return `<fieldset class="filter" data-kind-filter hidden><legend>Show</legend>${option('', 'All', data.repositories.length, true)}${kinds
+    .map((k) => option(k, kindLabel({ kind: k }), count(k)))
+    .join('')}</fieldset>`;
+}
+
 export function renderCatalog(data: RegistryData, o: PageOptions): string {
   const tags = data.repositories.reduce((n, r) => n + r.tags.length, 0);
+  const onlyImages = data.repositories.every((r) => r.kind === 'image');
   const rows = data.repositories
     .map(
-      (r) => `<tr><th scope="row"><a href="${esc(r.url ?? '#')}">${esc(r.name)}</a></th><td>${esc(r.description ?? '')}</td><td class="num">${r.tags.length}</td><td class="hide-narrow">${pills(r.platforms)}</td><td class="num">${esc(formatBytes(r.size))}</td><td class="hide-narrow date">${esc(formatDate(r.updated))}</td></tr>`,
+      (r) => `<tr data-kind="${esc(r.kind)}"><th scope="row"><a href="${esc(r.url ?? '#')}">${esc(r.name)}</a></th><td>${esc(kindLabel(r))}</td><td class="hide-narrow">${esc(r.description ?? '')}</td><td class="num">${r.tags.length}</td><td class="hide-narrow">${pills(r.platforms)}</td><td class="num">${esc(formatBytes(r.size))}</td><td class="hide-narrow date">${esc(formatDate(r.updated))}</td></tr>`,
     )
     .join('\n');
-  const body = `<h1>Container images</h1>
-<p>${data.repositories.length} ${data.repositories.length === 1 ? 'repository' : 'repositories'}, ${tags} ${tags === 1 ? 'tag' : 'tags'}. Pull any of them with <code>docker pull ${data.host ? esc(data.host) : '<span class="host" data-host>your-registry-host</span>'}/NAME:TAG</code>.</p>
+  const heading = onlyImages ? 'Container images' : 'Images and artifacts';
+  const body = `<h1>${heading}</h1>
+<p>${data.repositories.length} ${data.repositories.length === 1 ? 'repository' : 'repositories'}, ${tags} ${tags === 1 ? 'tag' : 'tags'}. ${onlyImages ? 'Pull any of them with' : 'Pull an image with'} <code>docker pull ${data.host ? esc(data.host) : '<span class="host" data-host>your-registry-host</span>'}/NAME:TAG</code>${onlyImages ? '' : '; each repository\'s page has the commands for its kind'}.</p>
 ${hostNote(data)}
+${kindFilter(data)}
 <div class="scroll" role="region" aria-label="Repositories" tabindex="0"><table>
-<thead><tr><th scope="col">Repository</th><th scope="col">Description</th><th scope="col" class="num">Tags</th><th scope="col" class="hide-narrow">Platforms</th><th scope="col" class="num">Size</th><th scope="col" class="hide-narrow">Updated</th></tr></thead>
+<thead><tr><th scope="col">Repository</th><th scope="col">Kind</th><th scope="col" class="hide-narrow">Description</th><th scope="col" class="num">Tags</th><th scope="col" class="hide-narrow">Platforms</th><th scope="col" class="num">Size</th><th scope="col" class="hide-narrow">Updated</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table></div>
 <p class="muted">Size: the download of a repository's newest tag (its largest platform), compressed.</p>`;
-  return shell(o, `Container images — ${o.title}`, [{ text: 'Images', href: o.path }], body, `${data.repositories.length} container image repositories`);
+  return shell(o, `${heading} — ${o.title}`, [{ text: 'Images', href: o.path }], body, `${data.repositories.length} ${onlyImages ? 'container image repositories' : 'repositories of images and artifacts'}`);
 }
 
 /** The tag shown first on a repository page: `latest` when there is one, else the newest. */
@@ -105,14 +121,14 @@ export function defaultTag(repo: RepositoryData): TagData | undefined {
 function tagRows(repo: RepositoryData, tags: TagData[]): string {
   return tags
     .map(
-      (t) => `<tr><th scope="row"><a href="${esc(t.url ?? '#')}">${esc(t.name)}</a></th><td class="hide-narrow"><code>${esc(shortDigest(t.digest))}</code></td><td class="hide-narrow">${pills(t.platforms.map((p) => p.platform))}</td><td class="num">${esc(sizeRange(t.platforms))}</td><td class="date">${esc(formatDate(t.created))}</td></tr>`,
+      (t) => `<tr><th scope="row"><a href="${esc(t.url ?? '#')}">${esc(t.name)}</a></th><td class="hide-narrow"><code>${esc(shortDigest(t.digest))}</code></td><td class="hide-narrow">${t.kind === 'image' ? pills(t.platforms.map((p) => p.platform)) : repo.kind === 'helm-chart' ? esc(t.chart?.appVersion ?? '') : esc(kindLabel(t))}</td><td class="num">${esc(sizeRange(t.platforms, t))}</td><td class="date">${esc(formatDate(t.created))}</td></tr>`,
     )
     .join('\n');
 }
 
 function tagTable(repo: RepositoryData, tags: TagData[]): string {
   return `<div class="scroll" role="region" aria-label="Tags of ${esc(repo.name)}" tabindex="0"><table>
-<thead><tr><th scope="col">Tag</th><th scope="col" class="hide-narrow">Digest</th><th scope="col" class="hide-narrow">Platforms</th><th scope="col" class="num">Size</th><th scope="col">Created</th></tr></thead>
+<thead><tr><th scope="col">${repo.kind === 'helm-chart' ? 'Version' : 'Tag'}</th><th scope="col" class="hide-narrow">Digest</th><th scope="col" class="hide-narrow">${repo.kind === 'image' ? 'Platforms' : repo.kind === 'helm-chart' ? 'App version' : 'Kind'}</th><th scope="col" class="num">Size</th><th scope="col">Created</th></tr></thead>
 <tbody>
 ${tagRows(repo, tags)}
 </tbody></table></div>`;
@@ -125,8 +141,9 @@ export function renderRepository(data: RegistryData, repo: RepositoryData, o: Pa
   const facts: Array<[string, string]> = [];
   if (source) facts.push(['Source', `<a href="${esc(source)}">${esc(info.source)}</a>`]);
   if (info.licenses) facts.push(['Licenses', esc(info.licenses)]);
-  facts.push(['Platforms', pills(repo.platforms) || '<span class="muted">not stated</span>']);
-  facts.push(['Tags', String(repo.tags.length)]);
+  facts.push(['Kind', esc(kindLabel(repo))]);
+  if (repo.kind === 'image') facts.push(['Platforms', pills(repo.platforms) || '<span class="muted">not stated</span>']);
+  facts.push([repo.kind === 'helm-chart' ? 'Versions' : 'Tags', String(repo.tags.length)]);
   if (repo.updated) facts.push(['Updated', esc(formatDate(repo.updated))]);
   const shown = repo.tags.slice(0, TAGS_ON_REPOSITORY_PAGE);
   const more =
@@ -134,21 +151,24 @@ export function renderRepository(data: RegistryData, repo: RepositoryData, o: Pa
       ? `<p><a href="${esc(`${repo.url ?? ''}tags/`)}">All ${repo.tags.length} tags</a> (the ${shown.length} newest are listed here).</p>`
       : '';
   const pull = tag
-    ? `<h2 id="pull">Pull ${esc(tag.name)}</h2>
+    ? `<h2 id="pull">${tag.kind === 'helm-chart' ? 'Install' : 'Pull'} ${esc(tag.name)}</h2>
 ${hostNote(data)}
-${renderCommands(pullCommands(data.host, repo.name, { tag: tag.name }), `${repo.name}:${tag.name}`)}
-<details><summary>By digest: always this very image</summary>
-${renderCommands(pullCommands(data.host, repo.name, { digest: tag.digest }), `${repo.name} by digest`)}
-</details>`
+${renderCommands(commandsFor(data, repo, tag), `${repo.name}:${tag.name}`)}
+${hasDigestCommands(tag) ? `<details><summary>By digest: always this very ${tag.kind === 'image' ? 'image' : 'artifact'}</summary>
+${renderCommands(commandsFor(data, repo, tag, { digest: tag.digest }), `${repo.name} by digest`)}
+</details>` : ''}`
     : '';
+  // A chart's page is its newest version's: metadata, README, values (Artifact Hub's layout).
+  const about = tag?.kind === 'helm-chart' ? chartSection(tag) : tag && tag.kind !== 'image' ? artifactSection(tag) : '';
   const body = `<h1>${esc(repo.name)}</h1>
 ${repo.description ? `<p>${esc(repo.description)}</p>` : ''}
 <dl>${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>
 ${pull}
-<h2 id="tags">Tags</h2>
+${about}
+<h2 id="tags">${repo.kind === 'helm-chart' ? 'Versions' : 'Tags'}</h2>
 ${tagTable(repo, shown)}
 ${more}`;
-  return shell(o, `${repo.name} — ${o.title}`, [{ text: 'Images', href: o.path }, { text: repo.name }], body, repo.description ?? `Container image ${repo.name}`);
+  return shell(o, `${repo.name} — ${o.title}`, [{ text: 'Images', href: o.path }, { text: repo.name }], body, repo.description ?? `${kindLabel(repo)} ${repo.name}`);
 }
 
 export function renderAllTags(data: RegistryData, repo: RepositoryData, o: PageOptions): string {
@@ -207,7 +227,8 @@ export function renderImage(data: RegistryData, page: ImagePage, o: PageOptions)
   const facts: Array<[string, string]> = [
     ['Tags', tags.map((t) => `<code>${esc(t.name)}</code>`).join(', ')],
     ['Digest', `<code>${esc(tag.digest)}</code>`],
-    ['Type', `${tag.index ? 'multi-platform index' : 'image manifest'} (<code>${esc(tag.mediaType)}</code>)`],
+    ['Kind', esc(kindLabel(tag))],
+    ['Type', `${tag.index ? (tag.kind === 'image' ? 'multi-platform index' : 'index') : tag.kind === 'image' ? 'image manifest' : 'manifest'} (<code>${esc(tag.mediaType)}</code>)`],
   ];
   if (tag.created) facts.push(['Created', esc(formatDate(tag.created))]);
   for (const [k, label] of [['source', 'Source'], ['url', 'Home page']] as const) {
@@ -217,30 +238,36 @@ export function renderImage(data: RegistryData, page: ImagePage, o: PageOptions)
   for (const [k, label] of [['version', 'Version'], ['revision', 'Revision'], ['licenses', 'Licenses']] as const) {
     if (tag.info[k]) facts.push([label, esc(tag.info[k])]);
   }
+  // A private upstream's name (or a path on the build machine) is not published unless the site asks.
   if (tag.entry.source) facts.push(['From', `<code>${esc(tag.entry.source)}</code> (images.json entry ${tag.entry.index + 1})`]);
   if (tag.attachments.tags.length || tag.attachments.referrers) {
     const parts = [...tag.attachments.tags.map((t) => `<code>${esc(t)}</code>`), ...(tag.attachments.referrers ? [`${tag.attachments.referrers} referrers`] : [])];
     facts.push(['Attached', parts.join(', ')]);
   }
   const others = tags.slice(1);
+  const lead = tag.info.description ?? tag.chart?.description;
   const body = `<h1>${esc(repo.name)}:${esc(tag.name)}</h1>
-${tag.info.description ? `<p>${esc(tag.info.description)}</p>` : ''}
+${lead ? `<p>${esc(lead)}</p>` : ''}
 <dl>${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>
-<h2 id="pull">Pull</h2>
+<h2 id="pull">${tag.kind === 'helm-chart' ? 'Install' : 'Pull'}</h2>
 ${hostNote(data)}
-<h3>By tag</h3>
-${renderCommands(pullCommands(data.host, repo.name, { tag: tag.name }), `${repo.name}:${tag.name}`)}
-${others.length ? `<h3>Other tags of this image</h3>\n${renderCommands(others.map((t) => pullCommands(data.host, repo.name, { tag: t.name })[0]!).map((c, i) => ({ ...c, label: `docker, ${others[i]!.name}` })), `${repo.name} other tags`)}` : ''}
-<h3>By digest</h3>
-${renderCommands(pullCommands(data.host, repo.name, { digest: tag.digest }), `${repo.name} by digest`)}
-<h2 id="platforms">Platforms</h2>
-${tag.platforms.map(platformSection).join('\n') || '<p class="muted">No image manifest (an artifact).</p>'}
-${record('Annotations of the image', 'annotations', tag.annotations)}`;
+${hasDigestCommands(tag) ? '<h3>By tag</h3>' : ''}
+${renderCommands(commandsFor(data, repo, tag), `${repo.name}:${tag.name}`)}
+${others.length ? `<h3>Other tags of this ${tag.kind === 'image' ? 'image' : 'artifact'}</h3>\n${renderCommands(others.map((t) => commandsFor(data, repo, t)[0]!).map((c, i) => ({ ...c, label: `${c.label}, ${others[i]!.name}` })), `${repo.name} other tags`)}` : ''}
+${hasDigestCommands(tag) ? `<h3>By digest</h3>\n${renderCommands(commandsFor(data, repo, tag, { digest: tag.digest }), `${repo.name} by digest`)}` : ''}
+${
+  tag.kind === 'image'
+    ? `<h2 id="platforms">Platforms</h2>\n${tag.platforms.map(platformSection).join('\n') || '<p class="muted">No image manifest.</p>'}`
+    : tag.kind === 'helm-chart'
+      ? `${chartSection(tag)}\n${otherChartVersions(repo, tags)}`
+      : artifactSection(tag)
+}
+${record(`Annotations of the ${tag.kind === 'image' ? 'image' : 'manifest'}`, 'annotations', tag.annotations)}`;
   return shell(
     o,
     `${repo.name}:${tag.name} — ${o.title}`,
     [{ text: 'Images', href: o.path }, { text: repo.name, href: repo.url }, { text: tags.map((t) => t.name).join(', ') }],
     body,
-    tag.info.description ?? `${repo.name}:${tag.name}, ${tag.platforms.map((p) => p.platform).join(', ')}`,
+    tag.info.description ?? tag.chart?.description ?? `${repo.name}:${tag.name}, ${tag.kind === 'image' ? tag.platforms.map((p) => p.platform).join(', ') : kindLabel(tag)}`,
   );
 }

@@ -38,5 +38,11 @@ color-scheme:light dark;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,
 .rsh .chart{max-width:100%;height:auto}
 .rsh .bar{fill:var(--bar)}.rsh .bar.alt{fill:var(--bar2)}
 .rsh .pill{display:inline-block;border:1px solid var(--line);border-radius:999px;padding:0 .5rem;margin:0 .25rem .25rem 0;font-size:.8125rem;white-space:nowrap}
+.rsh .filter{border:1px solid var(--line);border-radius:6px;margin:.75rem 0;padding:.25rem .75rem .5rem;display:flex;flex-wrap:wrap;gap:.25rem 1rem}
+.rsh .filter legend{color:var(--muted);padding:0 .25rem}
+.rsh pre{background:var(--code);border:1px solid var(--line);border-radius:6px;padding:.75rem;overflow:auto;max-height:40rem}
+.rsh pre code{font-size:.8125rem}
+.rsh .readme{border:1px solid var(--line);border-radius:6px;padding:0 1rem;overflow-wrap:anywhere}
+.rsh .readme table{width:auto}
 @media (max-width:40rem){.rsh .hide-narrow{display:none}.rsh th,.rsh td{padding:.35rem .4rem}}
 `;

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LinkMode } from '../store/store.ts';
 import { isValidDigest } from '../model/digest.ts';
-import { MANIFEST_TYPES, OCI_INDEX } from '../model/media-types.ts';
+import { MANIFEST_TYPES, OCI_INDEX, YAML_TYPE } from '../model/media-types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 import { isValidRepositoryName, isValidTag } from '../model/reference.ts';
 import { RegistrishError } from '../util/errors.ts';
@@ -64,6 +64,11 @@ function pathEntryProblem(entry: unknown): string | undefined {
   const where = `(file ${JSON.stringify(file)})`;
   let expected: { kind: PublishedPath['kind']; url: string; pathDigest?: string; ref?: string };
   if (file === 'v2/index.html') expected = { kind: 'base', url: '/v2/' };
+  else if (!file.startsWith('v2/')) {
+    // Only the Helm repository's index.yaml lives outside v2/, at a path the options allow.
+    if (!/^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*\/)*index\.yaml$/u.test(file) || file.split('/').some((s) => s === '..')) return `${where} is not a registry path`;
+    expected = { kind: 'helm-index', url: `/${file}` };
+  }
   else if (file === 'v2/_catalog') expected = { kind: 'catalog', url: '/v2/_catalog' };
   else {
     const m = /^v2\/(.+)\/(?:(tags\/list)|manifests\/([^/]+)|blobs\/([^/]+)|referrers\/([^/]+))$/u.exec(file);
@@ -90,7 +95,7 @@ function pathEntryProblem(entry: unknown): string | undefined {
   const typeOk =
     expected.kind === 'manifest'
       ? typeof contentType === 'string' && MANIFEST_TYPES.includes(contentType)
-      : contentType === (expected.kind === 'blob' ? BLOB_TYPE : expected.kind === 'referrers' ? OCI_INDEX : JSON_TYPE);
+      : contentType === (expected.kind === 'blob' ? BLOB_TYPE : expected.kind === 'referrers' ? OCI_INDEX : expected.kind === 'helm-index' ? YAML_TYPE : JSON_TYPE);
   if (!typeOk) return `${where} has contentType ${JSON.stringify(contentType)}, not one a ${expected.kind} is served with`;
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return `${where} has an invalid size`;
   if (immutable !== (expected.pathDigest !== undefined)) return `${where} has immutable ${JSON.stringify(immutable)}, expected ${expected.pathDigest !== undefined}`;

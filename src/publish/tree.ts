@@ -39,18 +39,22 @@ export async function writeRegistryTree(
   const hostFiles = options.hostFiles ?? [];
   const pathsText =
     JSON.stringify({ version: 1, paths, linkMode, hostFiles: hostFiles.map((f) => f.file).sort() } satisfies PathsFile) + '\n';
-  if (await treeIsCurrent(outDir, pathsText, paths, bodies, store, linkMode)) {
+  // The Helm repository's index.yaml lives outside v2/: written like the host files (its
+  // `generated` time changes every build, which must not make the tree look changed).
+  const inTree = paths.filter((p) => p.file.startsWith('v2/'));
+  const siteFiles: HostFile[] = paths.filter((p) => !p.file.startsWith('v2/')).map((p) => ({ file: p.file, text: bodies.get(p.file) ?? '' }));
+  if (await treeIsCurrent(outDir, pathsText, inTree, bodies, store, linkMode)) {
     // Nothing changed since the build that wrote this tree: keep it (a warm rebuild then costs
     // the upstream requests and a stat or two per file), and only bring host files up to date.
-    await writeHostFiles(outDir, await changedHostFiles(outDir, hostFiles));
+    await writeHostFiles(outDir, await changedHostFiles(outDir, [...hostFiles, ...siteFiles]));
     return;
   }
   const staging = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
   try {
     // Folders first, once each, so the parallel writes below only create files.
-    const dirs = new Set(paths.map((p) => path.posix.dirname(p.file)));
+    const dirs = new Set(inTree.map((p) => path.posix.dirname(p.file)));
     for (const dir of [...dirs].sort()) await mkdir(path.join(staging, ...dir.split('/').slice(1)), { recursive: true });
-    await mapLimit(paths, options.concurrency ?? 16, async (p) => {
+    await mapLimit(inTree, options.concurrency ?? 16, async (p) => {
       // Staging holds what will become `v2/`, so drop the leading `v2/`.
       const dest = path.join(staging, ...p.file.split('/').slice(1));
       const body = bodies.get(p.file);
@@ -60,7 +64,7 @@ export async function writeRegistryTree(
     // Host files are fully written before the swap; after it, each is one rename away.
     const pending: Array<[string, string]> = [];
     await writeFile(path.join(staging, ...PATHS_FILE.split('/').slice(1)), pathsText);
-    for (const [i, f] of hostFiles.entries()) {
+    for (const [i, f] of [...hostFiles, ...siteFiles].entries()) {
       if (f.file.startsWith('v2/')) {
         // Inside the tree (.htaccess files, error bodies): swapped in with it, folders made as needed.
         const dest = path.join(staging, ...f.file.split('/').slice(1));
@@ -70,13 +74,14 @@ export async function writeRegistryTree(
       }
       const tmp = `${staging}.${i}`;
       await writeFile(tmp, f.text);
+      await mkdir(path.dirname(path.join(outDir, f.file)), { recursive: true });
       pending.push([tmp, path.join(outDir, f.file)]);
     }
     await swapIn(staging, path.join(outDir, 'v2'));
     for (const [tmp, dest] of pending) await rename(tmp, dest);
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
-    for (const [i] of hostFiles.entries()) await rm(`${staging}.${i}`, { force: true });
+    for (const [i] of [...hostFiles, ...siteFiles].entries()) await rm(`${staging}.${i}`, { force: true });
     throw err;
   }
 }
@@ -131,8 +136,8 @@ async function changedHostFiles(outDir: string, files: HostFile[]): Promise<Host
 export async function writeHostFiles(outDir: string, files: HostFile[]): Promise<void> {
   for (const f of files) {
     const tmp = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}.host`);
-    await writeFile(tmp, f.text);
     await mkdir(path.dirname(path.join(outDir, f.file)), { recursive: true });
+    await writeFile(tmp, f.text);
     await rename(tmp, path.join(outDir, f.file));
   }
 }

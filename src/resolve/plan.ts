@@ -70,6 +70,11 @@ export interface ImageReport {
   verifiedBy?: string;
   /** Things the user should know (logged as warnings), e.g. a `platforms` filter that had nothing to filter. */
   warnings: string[];
+  /**
+   * Its source is not for the public eye: read with credentials, or a path on the build machine
+   * (`oci:`, archives). The pages and the `registry` data leave it out unless the site opts in.
+   */
+  privateSource: boolean;
 }
 
 export interface Plan {
@@ -151,6 +156,7 @@ class ImageResolver {
       blobs: new Set(),
       attachments: { tags: 0, referrers: 0 },
       warnings: [],
+      privateSource: spec.source.kind !== 'registry',
     };
   }
 
@@ -183,6 +189,7 @@ class ImageResolver {
 
     // 4. What travels with it: signatures, attestations, SBOMs, referrers.
     if (spec.attachments) await this.attach(subjects, top.digest, published.digest);
+    if (this.source.usedCredentials?.()) report.privateSource = true;
     return report;
   }
 

@@ -61,6 +61,11 @@ export interface ImageSource {
   referrers?(digest: string): Promise<unknown[] | undefined>;
   /** Every tag the source holds (what `tags` rules in images.json select from). */
   listTags?(): Promise<string[]>;
+  /**
+   * True once reading it sent a credential (a private repository, as far as we can tell): the
+   * pages then do not name it. Absent for sources that never authenticate.
+   */
+  usedCredentials?(): boolean;
 }
 
 /** What parsing a `source` string needs besides the string. */

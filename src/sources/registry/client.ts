@@ -77,6 +77,11 @@ export class RegistryClient {
   private readonly transport: Transport;
   private readonly auth: Authenticator;
 
+  /** A credential was given or loaded for this registry (so requests may have carried it). */
+  get usedCredentials(): boolean {
+    return this.auth.credential !== undefined;
+  }
+
   constructor(opts: RegistryClientOptions) {
     this.registry = opts.registry;
     this.base = `${opts.insecure ? 'http' : 'https'}://${opts.apiHost}/v2/`;

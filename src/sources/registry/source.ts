@@ -44,6 +44,10 @@ export class RegistrySource implements ImageSource {
     return new NotFoundError(`${this.label}: tag "${tag}" not found`, { hint: 'Check the tag in images.json.' });
   }
 
+  usedCredentials(): boolean {
+    return this.client.usedCredentials;
+  }
+
   listTags(): Promise<string[]> {
     return this.client.listTags(this.repository);
   }
