@@ -251,8 +251,9 @@ export function cloudflareExtraHeaders(p: PublishedPath): Array<[string, string]
  *   missing digest still matches its grouped digest rule, so its error body carries the manifest or
  *   blob type (a rule cannot tell a missing file from a present one); clients read it all the same.
  */
-export function withCloudflareAnswers(rules: readonly CfRule[], paths: readonly PublishedPath[]): CfRule[] {
-  const tags = new Map(paths.filter((p) => cloudflareExtraHeaders(p).length > 0).map((p) => [p.urlPath, p]));
+export function withCloudflareAnswers(rules: readonly CfRule[], paths: readonly PublishedPath[], form: CloudflareTags = 'exact'): CfRule[] {
+  // Compact tags carry no digest, so docker reads the body and needs no length (and a pattern rule could not carry one).
+  const tags = new Map(form === 'exact' ? paths.filter((p) => cloudflareExtraHeaders(p).length > 0).map((p) => [p.urlPath, p]) : []);
   const out = rules.map((r): CfRule => {
     const tag = tags.get(r.path);
     const set: Array<[string, string]> = tag ? [...r.set, ...cloudflareExtraHeaders(tag)] : [...r.set];
@@ -272,7 +273,7 @@ export function withCloudflareAnswers(rules: readonly CfRule[], paths: readonly 
 
 /** The rules the Cloudflare `_headers` is written from: planned with `tags`, then withCloudflareAnswers(). */
 export function cloudflareRules(paths: readonly PublishedPath[], tags: CloudflareTags = cloudflareTagsFor(paths)): CfRule[] {
-  return withCloudflareAnswers(planCloudflareRules(paths, { tags }), paths);
+  return withCloudflareAnswers(planCloudflareRules(paths, { tags }), paths, tags);
 }
 
 /**
