@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
 import { createHash } from 'node:crypto';
-import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, cloudflareTagsFor, cloudflareWanted, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/hosts/cloudflare.ts';
+import { CLOUDFLARE_404, CLOUDFLARE_MAX_RULES, checkCloudflare, cloudflareMergedProblem, cloudflareRules, cloudflareTagsFor, cloudflareWanted, parseCloudflareHeaders, planCloudflareRules, renderCloudflare } from '../src/hosts/cloudflare.ts';
 import { headersFor } from '../src/publish/headers.ts';
 import { renderNetlifyHeaders } from '../src/hosts/netlify.ts';
 import { seedUpstream } from './harness/images.ts';
@@ -166,6 +166,17 @@ describe('Cloudflare Pages _headers', () => {
       if (!headersFor(p).some(([n]) => n === 'Docker-Content-Digest')) expect(got.get('docker-content-digest'), p.urlPath).toBeNull();
       if (p.kind !== 'base') expect(got.get('docker-distribution-api-version'), p.urlPath).toBeNull();
     }
+  });
+
+  it('gives each tag its Content-Length and a missing tag or repository the error type, at no extra rule', async () => {
+    const { rules } = parsePagesHeaders(await readFile(path.join(out, '_headers'), 'utf8'));
+    for (const p of summary.paths.filter((x) => x.kind === 'manifest' && !x.immutable)) {
+      expect(pagesResponseHeaders(rules, p.urlPath).get('content-length'), p.urlPath).toBe(String(p.size));
+    }
+    for (const missing of ['/v2/oci/multi/manifests/typo', '/v2/x/y/z/w/deep/manifests/typo', '/v2/nosuch/tags/list']) {
+      expect(pagesResponseHeaders(rules, missing).get('content-type'), missing).toBe('application/json');
+    }
+    expect(cloudflareRules(summary.paths)).toHaveLength(planCloudflareRules(summary.paths).length);
   });
 
   it('the matcher has teeth: Netlify\'s one-literal-rule-per-URL file would give wrong headers on Pages', () => {

@@ -2,6 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOT_FOUND_FILES } from '../src/publish/not-found.ts';
+import { BEGIN_MARKER, END_MARKER } from '../src/hosts/headers-file.ts';
+import { mergeRedirectsFile, renderNetlifyRedirects } from '../src/hosts/redirects-file.ts';
 import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
 import { CLIENTS, expectPull, hostSiteCases, startHostSite, type HostSite } from './harness/host-site.ts';
 import { startNetlifySite, type NetlifySite } from './harness/netlify-site.ts';
@@ -54,6 +56,28 @@ describe('Netlify _redirects for missing registry content', () => {
       expect(res.headers.get('content-type'), p.urlPath).toBe(p.contentType);
       expect((await res.arrayBuffer()).byteLength, p.urlPath).toBe(p.size);
     }
+  });
+});
+
+describe('mergeRedirectsFile', () => {
+  const ours = renderNetlifyRedirects([{ comment: 'test', rules: [{ from: '/v2/*', to: '/x.json', status: 404 }] }]);
+
+  it("puts our block first (Netlify uses the first matching rule), keeps the site's rules after it, and is idempotent", () => {
+    const site = '/*  /index.html  200\n';
+    const once = mergeRedirectsFile(site, ours);
+    expect(once.startsWith(`${BEGIN_MARKER}\n`)).toBe(true);
+    expect(once.endsWith(`${END_MARKER}\n\n${site}`)).toBe(true);
+    expect(mergeRedirectsFile(once, ours)).toBe(once);
+    expect(mergeRedirectsFile(undefined, ours)).toBe(`${BEGIN_MARKER}\n${ours}${END_MARKER}\n`);
+  });
+
+  it('replaces a previous block in place, and refuses to guess with broken markers', () => {
+    const before = `/old  /new  301\n${BEGIN_MARKER}\n/v2/*  /stale.json  404\n${END_MARKER}\n/*  /index.html  200\n`;
+    const text = mergeRedirectsFile(before, ours);
+    expect(text).not.toContain('stale');
+    expect(text.split('\n')[0]).toBe('/old  /new  301');
+    expect(text.trimEnd().split('\n').at(-1)).toBe('/*  /index.html  200');
+    expect(() => mergeRedirectsFile(`${BEGIN_MARKER}\n`, ours)).toThrow(/expected one of each/u);
   });
 });
 
