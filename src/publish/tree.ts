@@ -33,13 +33,15 @@ export async function writeRegistryTree(
   options: WriteTreeOptions = {},
 ): Promise<void> {
   const { paths, bodies } = layout;
+  // Blobs kept in an object store (`location`) have no file here; the paths file still lists them.
+  const files = paths.filter((p) => p.location === undefined);
   await mkdir(outDir, { recursive: true });
   await removeStaleStaging(outDir);
   const linkMode = options.linkMode ?? 'hardlink';
   const hostFiles = options.hostFiles ?? [];
   const pathsText =
     JSON.stringify({ version: 1, paths, linkMode, hostFiles: hostFiles.map((f) => f.file).sort() } satisfies PathsFile) + '\n';
-  if (await treeIsCurrent(outDir, pathsText, paths, bodies, store, linkMode)) {
+  if (await treeIsCurrent(outDir, pathsText, files, bodies, store, linkMode)) {
     // Nothing changed since the build that wrote this tree: keep it (a warm rebuild then costs
     // the upstream requests and a stat or two per file), and only bring host files up to date.
     await writeHostFiles(outDir, await changedHostFiles(outDir, hostFiles));
@@ -48,9 +50,9 @@ export async function writeRegistryTree(
   const staging = path.join(outDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
   try {
     // Folders first, once each, so the parallel writes below only create files.
-    const dirs = new Set(paths.map((p) => path.posix.dirname(p.file)));
+    const dirs = new Set(files.map((p) => path.posix.dirname(p.file)));
     for (const dir of [...dirs].sort()) await mkdir(path.join(staging, ...dir.split('/').slice(1)), { recursive: true });
-    await mapLimit(paths, options.concurrency ?? 16, async (p) => {
+    await mapLimit(files, options.concurrency ?? 16, async (p) => {
       // Staging holds what will become `v2/`, so drop the leading `v2/`.
       const dest = path.join(staging, ...p.file.split('/').slice(1));
       const body = bodies.get(p.file);

@@ -6,15 +6,19 @@ import { startPreviewServer } from './server.ts';
 
 // `registrish serve [dir]`: arguments, the hint line, and running until Ctrl-C.
 
-export const SERVE_USAGE = `Usage: registrish serve [dir] [--port 8080] [--host 127.0.0.1]
+export const SERVE_USAGE = `Usage: registrish serve [dir] [--port 8080] [--host 127.0.0.1] [--blobs-dir <folder>]
 
 Serves a built site (default: _site) with its _headers applied exactly as Netlify's parser reads
-them, so you can try \`docker pull 127.0.0.1:8080/<name>:<tag>\` before deploying.
+them, so you can try \`docker pull 127.0.0.1:8080/<name>:<tag>\` before deploying. A site built
+with the \`blobs\` option sends every blob URL to its object store with a 307, as the hosts do.
 
 Options:
-  -p, --port <n>     TCP port (default 8080; 0 picks a free one)
-      --host <addr>  address to listen on (default 127.0.0.1)
-  -h, --help         show this help`;
+  -p, --port <n>          TCP port (default 8080; 0 picks a free one)
+      --host <addr>       address to listen on (default 127.0.0.1)
+      --blobs-dir <dir>   offline preview of a site whose blobs are in a store: redirect blobs to
+                          this server, which serves them from <dir> (the build's cache,
+                          .cache/registrish, or a copy of the store)
+  -h, --help              show this help`;
 
 /** `name:tag` of something actually published, for the hint line; undefined when unknown. */
 async function exampleImage(dir: string): Promise<string | undefined> {
@@ -33,7 +37,7 @@ async function exampleImage(dir: string): Promise<string | undefined> {
 }
 
 export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
-  const parsed = parseCommandArgs(argv, { port: { type: 'string', short: 'p' }, host: { type: 'string' } });
+  const parsed = parseCommandArgs(argv, { port: { type: 'string', short: 'p' }, host: { type: 'string' }, 'blobs-dir': { type: 'string' } });
   const { values, positionals } = parsed;
   if (values.help) {
     io.stdout(`${SERVE_USAGE}\n`);
@@ -57,6 +61,7 @@ export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
     port: Number(portText),
     host,
     log: (line) => io.stderr(`${line}\n`),
+    blobsDir: values['blobs-dir'],
   });
   try {
     await fsp.access(path.join(dir, '_headers'));
