@@ -82,7 +82,9 @@ export async function checkRange(ctx: CheckContext, name: string, desc: CheckedD
   if ('error' in got) return warn(row, 'range', got.error);
   if (got.status !== 206) {
     await discard(got.body);
-    return warn(row, 'range', `answered ${got.status} (expected 206)`);
+    warn(row, 'range', `answered ${got.status} (expected 206)`);
+    attributeToStore(ctx, row, got);
+    return row;
   }
   checkEncoding(row, got.headers);
   const expected = `bytes 1-${desc.size - 1}/${desc.size}`;
@@ -95,6 +97,7 @@ export async function checkRange(ctx: CheckContext, name: string, desc: CheckedD
     return warn(row, 'range', `reading the body: ${e instanceof Error ? e.message : String(e)}`);
   }
   if (size !== desc.size - 1) warn(row, 'range', `received ${size} bytes (expected ${desc.size - 1})`);
+  attributeToStore(ctx, row, got);
   return row;
 }
 

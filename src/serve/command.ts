@@ -66,10 +66,13 @@ export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
   try {
     await fsp.access(path.join(dir, '_headers'));
   } catch {
-    io.stderr(
-      `registrish: warning: ${path.join(dir, '_headers')} does not exist; every file is served as ` +
-        'application/octet-stream and pulls will fail. Did the build run?\n',
-    );
+    // Built for nginx or Apache: the registry's headers come from the paths file instead.
+    if (!(await fsp.access(path.join(dir, 'v2', '.registrish-paths.json')).then(() => true, () => false))) {
+      io.stderr(
+        `registrish: warning: ${path.join(dir, '_headers')} does not exist; every file is served as ` +
+          'application/octet-stream and pulls will fail. Did the build run?\n',
+      );
+    }
   }
   const hostPort = server.url.replace(/^http:\/\//u, '');
   const example = (await exampleImage(dir)) ?? '<name>:<tag>';

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseAllHeaders, type Header } from '@netlify/headers-parser';
 import { RegistrishError } from '../util/errors.ts';
-import type { HeaderList } from '../publish/headers.ts';
+import { headersFor, type HeaderList } from '../publish/headers.ts';
+import type { PublishedPath } from '../model/published-path.ts';
 import { DIGEST_PATTERN, digestPath } from '../model/digest.ts';
 import { blobRedirect, type BlobRedirect } from '../publish/blob-store.ts';
 import { PATHS_FILE, readPathsFile } from '../publish/paths-file.ts';
@@ -318,7 +319,10 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
       try {
         const size = (await fh.stat()).size; // from the open file: length and bytes agree
         const headers: Record<string, string> = {};
-        for (const [name, value] of matchHeaders(rules, urlPath)) {
+        // A site built for another host (nginx, Apache) has no `_headers`: its registry URLs get
+        // the headers every host writer renders, from the paths file the build left.
+        const described = cache?.key === 'missing' ? await blobs.described(urlPath) : undefined;
+        for (const [name, value] of described ? headersFor(described) : matchHeaders(rules, urlPath)) {
           if (!HOST_OWNED_HEADERS.has(name.toLowerCase())) headers[name] = value;
         }
         // No rule: the site's own pages get their type from the extension, as Netlify does; a
@@ -403,15 +407,23 @@ interface BlobAnswer {
  * Blob redirects of the site, from the paths file the build left in `v2/` (re-read when it
  * changes, as `_headers` is): undefined for a URL that is not a blob kept in a store.
  */
-function blobRedirects(root: string, blobsDir: string | undefined): { answer(urlPath: string): Promise<BlobAnswer | undefined> } {
-  let cache: { key: string; redirect: Promise<BlobRedirect | undefined> } | undefined;
+function blobRedirects(
+  root: string,
+  blobsDir: string | undefined,
+): { answer(urlPath: string): Promise<BlobAnswer | undefined>; described(urlPath: string): Promise<PublishedPath | undefined> } {
+  type Site = { redirect: BlobRedirect | undefined; byUrl: Map<string, PublishedPath> };
+  let cache: { key: string; site: Promise<Site> } | undefined;
   const pathsFile = path.join(root, ...PATHS_FILE.split('/'));
-  const redirectNow = async (): Promise<BlobRedirect | undefined> => {
+  const siteNow = async (): Promise<Site> => {
     const st = await fsp.stat(pathsFile).catch(() => undefined);
     const key = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'missing';
-    if (cache?.key !== key) cache = { key, redirect: st ? readPathsFile(root).then(blobRedirect) : Promise.resolve(undefined) };
-    return cache.redirect;
+    if (cache?.key !== key) {
+      const read = st ? readPathsFile(root) : Promise.resolve([]);
+      cache = { key, site: read.then((paths) => ({ redirect: blobRedirect(paths), byUrl: new Map(paths.map((p) => [p.urlPath, p])) })) };
+    }
+    return cache.site;
   };
+  const redirectNow = async (): Promise<BlobRedirect | undefined> => (await siteNow()).redirect;
   const digestRe = new RegExp(`^(?:${DIGEST_PATTERN})$`, 'u');
   return {
     async answer(urlPath) {
@@ -431,6 +443,9 @@ function blobRedirects(root: string, blobsDir: string | undefined): { answer(url
       if (!redirect || !redirect.repositories.includes(m[1]!)) return undefined;
       const digest = m[2]!;
       return { digest, location: blobsDir === undefined ? redirect.base + digest : LOCAL_BLOBS_PATH + digest };
+    },
+    async described(urlPath) {
+      return (await siteNow()).byUrl.get(urlPath);
     },
   };
 }
