@@ -18,7 +18,7 @@ import { ctrPull, dockerPull, dockerRemoveAllImages, podmanPull, skopeoCopy, sta
 import { filesUnder, snapshotTree } from './harness/fs-walk.ts';
 import { CLIENTS, type ClientName } from './harness/host-site.ts';
 import { buildManifest, makeLayer, pushImage, seedUpstream, type BuiltImage, type Fixtures } from './harness/images.ts';
-import { freePort, hasCommand, makeTempDir, removeDir, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
+import { freePort, hasCommand, makeTempDir, removeDir, run, spawnDaemon, tailFile, type Daemon } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 
 // Blobs elsewhere (issue 20), with real components: s3rver as the object store behind a public
@@ -362,6 +362,46 @@ describe('registrish deploy --blobs', () => {
       Object.assign(process.env, saved);
     }
   }, 120_000);
+});
+
+describe('npx eleventy with the blobs option', () => {
+  it('uploads what the store lacks before it writes v2/, never showing the credentials', async () => {
+    const REPO = path.resolve(import.meta.dirname, '..');
+    const eleventySite = path.join(project, 'eleventy-site');
+    fs.mkdirSync(path.join(eleventySite, 'src'), { recursive: true });
+    await writeFile(path.join(eleventySite, 'package.json'), '{ "type": "module" }\n');
+    await writeFile(path.join(eleventySite, 'src', 'index.md'), '# hello\n');
+    await writeFile(path.join(eleventySite, 'registry.json'), JSON.stringify({ images: [{ source: `oci:${path.join(REPO, 'example/hello')}:1.0`, name: 'hello' }] }));
+    const options = { images: 'registry.json', hosts: ['nginx'], pages: false, blobs: { url: `${store.publicUrl}eleventy/`, store: `s3://${store.bucket}/eleventy`, endpoint: store.endpoint } };
+    await writeFile(
+      path.join(eleventySite, 'eleventy.config.js'),
+      `import registrish from ${JSON.stringify(path.join(REPO, 'dist/index.js'))};
+export default function (eleventyConfig) {
+  eleventyConfig.addPlugin(registrish, ${JSON.stringify(options)});
+  return { dir: { input: 'src', output: '_site' } };
+}
+`,
+    );
+    const env = { ...process.env, ...store.env };
+    const eleventy = () => run('node', [path.join(REPO, 'node_modules/@11ty/eleventy/cmd.cjs')], { cwd: eleventySite, env, timeoutMs: 120_000 });
+    const r = await eleventy();
+    expect(r.stdout).toMatch(/\[registrish\] blobs: uploaded 4 \([\d.]+ KiB\) to s3:\/\/blobs\/eleventy\/, 0 already there/u);
+    expect(r.stdout).toMatch(/none in the output: served from http:\/\/127\.0\.0\.1:\d+\/eleventy\/ \(uploaded 4/u);
+    expect((await storeKeys('eleventy/')).length).toBe(4);
+    expect((await filesUnder(path.join(eleventySite, '_site'))).filter((f) => f.includes('/blobs/'))).toEqual([]);
+    const again = await eleventy();
+    expect(again.stdout).toMatch(/blobs: uploaded 0 \(0 B\) to s3:\/\/blobs\/eleventy\/, 4 already there/u);
+    for (const text of [r.stdout, r.stderr, again.stdout, again.stderr]) expect(text).not.toContain(STORE_SECRET);
+    // No credentials: the build stops before the output is touched, saying which variables to set.
+    const none = await run('node', [path.join(REPO, 'node_modules/@11ty/eleventy/cmd.cjs')], {
+      cwd: eleventySite,
+      env: { ...process.env, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
+      timeoutMs: 120_000,
+      allowFailure: true,
+    });
+    expect(none.code).not.toBe(0);
+    expect(none.stdout + none.stderr).toMatch(/blobs\.store: no credentials to upload blobs to s3:\/\/blobs\/eleventy\/[\s\S]*AWS_ACCESS_KEY_ID/u);
+  }, 240_000);
 });
 
 describe('progress', () => {
