@@ -203,6 +203,11 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
   const hosts = selectHosts(options.hosts);
   // With a blob store, blob URLs become redirects and the tree holds no blob file.
   const layout = options.blobs ? placeBlobs(resolved.layout, options.blobs) : resolved.layout;
+  // Missing credentials are told before the downloads are waited for, not after.
+  if (options.blobs?.store) {
+    const { storeConnectionFromEnv } = await import('./deploy/blob-upload.ts');
+    storeConnectionFromEnv(options.blobs.store, options.blobs.endpoint, options.env ?? process.env, 'blobs.store');
+  }
   const stats = await resolved.downloads();
   const { paths } = layout;
   // Host limits are checked before anything in the output is replaced.
@@ -214,6 +219,10 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
     logger.info(imageLine(r, plan, stats));
     for (const warning of r.warnings) logger.warn(warning);
   }
+  if (!options.blobs) {
+    const advice = blobsAdvice(paths, options.hosts);
+    if (advice) logger.warn(advice);
+  }
   const rendered = await renderHosts(hosts, options.outputDir, paths);
   for (const warning of rendered.warnings) logger.warn(warning);
   // Blobs reach the store before v2/ names them: a site deployed after this build never points at a missing blob.
@@ -222,6 +231,33 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
   // Only a build that published is the "last build" the next one compares its tag choices with.
   await saveSelections(resolved.store.dir, resolved.selections);
   return summarize(resolved, stats, layout, blobStore);
+}
+
+/** Netlify recommends files under 10 MB ("might fail to upload to the CDN"); users report failures near 26 MB. */
+export const NETLIFY_RECOMMENDED_FILE_BYTES = 10_000_000;
+
+/**
+ * For Netlify: blobs over its recommended file size, and how much of the output is blobs,
+ * pointing to the `blobs` option. (Cloudflare Pages refuses files over 25 MiB in its own check.)
+ */
+export function blobsAdvice(paths: readonly PublishedPath[], hosts: readonly string[]): string | undefined {
+  if (!hosts.includes('netlify')) return undefined;
+  const blobs = new Map<string, number>();
+  let other = 0;
+  for (const p of paths) {
+    if (p.kind === 'blob') blobs.set(p.digest!, p.size);
+    else other += p.size;
+  }
+  const large = [...blobs.values()].filter((n) => n > NETLIFY_RECOMMENDED_FILE_BYTES);
+  if (large.length === 0) return undefined;
+  // A blob of several repositories is one file's worth (hard links, one upload).
+  const blobBytes = [...blobs.values()].reduce((n, x) => n + x, 0);
+  const total = blobBytes + other;
+  return (
+    `netlify: ${large.length} blob${large.length === 1 ? ' is' : 's are'} over the 10 MB Netlify recommends per file (largest ${formatBytes(Math.max(...large))}); ` +
+    `blobs are ${formatBytes(blobBytes)} of the registry's ${formatBytes(total)} (${Math.round((blobBytes / Math.max(1, total)) * 100)}%). ` +
+    'Keep them on an object store with the "blobs" option (README: Blobs elsewhere).'
+  );
 }
 
 /** Uploads what the store lacks (with `blobs.store`), or says who must (without it). */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry, type BuildSummary } from '../src/build.ts';
+import { blobsAdvice, buildRegistry, type BuildSummary } from '../src/build.ts';
 import { runCheck } from '../src/check/run.ts';
 import type { CliIO } from '../src/cli/args.ts';
 import { main } from '../src/cli/main.ts';
@@ -402,6 +402,15 @@ export default function (eleventyConfig) {
     expect(none.code).not.toBe(0);
     expect(none.stdout + none.stderr).toMatch(/blobs\.store: no credentials to upload blobs to s3:\/\/blobs\/eleventy\/[\s\S]*AWS_ACCESS_KEY_ID/u);
   }, 240_000);
+});
+
+describe('without a blob store', () => {
+  it('a Netlify build warns about blobs over the 10 MB Netlify recommends, saying how much of the output is blobs', () => {
+    const advice = blobsAdvice(first.paths, ['netlify']);
+    expect(advice).toMatch(/^netlify: 1 blob is over the 10 MB Netlify recommends per file \(largest 26\.\d MiB\); blobs are 26\.\d MiB of the registry's 26\.\d MiB \(100%\)\. Keep them on an object store with the "blobs" option/u);
+    expect(blobsAdvice(first.paths, ['nginx'])).toBeUndefined();
+    expect(blobsAdvice(first.paths.filter((p) => p.digest !== big.layerDigests![0]), ['netlify'])).toBeUndefined();
+  });
 });
 
 describe('progress', () => {
