@@ -284,7 +284,8 @@ async function sendBlobsToStore(
     const r = await uploadBlobs({
       connection,
       blobs: [...blobs].map(([digest, size]) => ({ digest, size, file: resolved.store.pathFor(digest) })),
-      concurrency: 8,
+      // 4 at a time, as rclone: 8 measured no faster (docs/performance.md, bench/blob-upload.ts).
+      concurrency: 4,
       log: (l) => logger.warn(l),
       progress,
       retryBaseMs: options.storeRetryBaseMs,

@@ -84,7 +84,7 @@ export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.Proce
       throw new UsageError('--blobs uploads the blobs only: deploy the site (which redirects blob URLs) to a host that answers redirects (nginx, Apache)');
     }
     if (positionals.length > 1) throw new UsageError(`expected one directory with --blobs, got: ${positionals.join(' ')}`);
-    const concurrency = intOption('--concurrency', values.concurrency ?? '8', 1, 64);
+    const concurrency = intOption('--concurrency', values.concurrency ?? '4', 1, 64);
     const options = { cacheDir: values['cache-dir'] ?? '.cache/registrish', endpoint: values['endpoint-url'], dryRun: values['dry-run'] === true, concurrency };
     await deployBlobs(values.blobs, positionals[0] ?? '_site', options, io, env);
     return 0;
