@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -95,6 +96,7 @@ async function storeKeys(prefix = PREFIX): Promise<string[]> {
   return (await storeClient().list(`${prefix}blobs/`)).sort();
 }
 
+const sha256Hex = (t: string) => createHash('sha256').update(t).digest('hex');
 const blobDigests = (s: BuildSummary) => [...new Set(s.paths.filter((p) => p.kind === 'blob').map((p) => p.digest!))].sort();
 
 async function pull(client: ClientName, registry: string, c: Case): Promise<void> {
@@ -336,7 +338,7 @@ describe('registrish check with a blob store', () => {
 });
 
 describe('registrish deploy --blobs', () => {
-  it('uploads the blobs of a site built without a store, from the cache; again, nothing', async () => {
+  it('uploads the blobs of a site built without a store, from the cache; again, nothing; prunes only when asked', async () => {
     const out = path.join(project, 'site-no-store');
     const built = await build({ out, blobs: { url: `${store.publicUrl}other/` } });
     expect(built.blobStore).toMatchObject({ uploaded: 0 });
@@ -353,6 +355,21 @@ describe('registrish deploy --blobs', () => {
       expect(await main(argv, io)).toBe(0);
       expect(text).toMatch(/uploaded 0 blobs \(0 B\), \d+ already .* requests: 1 list, 0 head, 0 put, 0 multipart/u);
       expect(text).not.toContain(STORE_SECRET);
+      // Clean-up: explicit, a dry run unless --yes; referenced blobs and foreign keys stay.
+      const client = storeClient();
+      const stale = `other/blobs/sha256:${'0'.repeat(64)}`;
+      await client.put(stale, { kind: 'buffer', data: Buffer.from('old') }, sha256Hex('old'), {});
+      await client.put('other/blobs/README', { kind: 'buffer', data: Buffer.from('mine') }, sha256Hex('mine'), {});
+      const prune = ['deploy', '--blobs', `s3://${store.bucket}/other`, out, '--endpoint-url', store.endpoint, '--prune-unreferenced'];
+      text = '';
+      expect(await main(prune, io)).toBe(0);
+      expect(text).toContain(`would delete s3://blobs/${stale}\n`);
+      expect(text).toMatch(new RegExp(`dry run: would delete 1 unreferenced blobs, kept ${blobDigests(built).length} that .* names, left 1 other objects alone .*add --yes`, 'u'));
+      expect(await storeKeys('other/')).toContain(stale);
+      text = '';
+      expect(await main([...prune, '--yes'], io)).toBe(0);
+      expect(text).toMatch(/deleted 1 unreferenced blobs/u);
+      expect(await storeKeys('other/')).toEqual([...blobDigests(built).map((d) => `other/blobs/${d}`), 'other/blobs/README'].sort());
       // The site itself cannot go to a bucket: its blob URLs are redirects.
       text = '';
       expect(await main(['deploy', `s3://${store.bucket}/site`, out, '--endpoint-url', store.endpoint], io)).not.toBe(0);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createAgent } from '../http/transport.ts';
+import { DIGEST_PATTERN } from '../model/digest.ts';
 import { blobKey } from '../publish/blob-store.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { HttpError, RegistrishError } from '../util/errors.ts';
@@ -182,4 +183,37 @@ async function sha256OfFile(file: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
   return h.digest('hex');
+}
+
+export interface PruneSummary {
+  /** Keys of blobs no manifest of the site names (deleted, or that would be with a dry run). */
+  unreferenced: string[];
+  kept: number;
+  /** Objects under `<prefix>blobs/` that are not `<digest>` keys: never touched. */
+  foreign: number;
+}
+
+/**
+ * Blobs in the store that no manifest of this site names: listed (dry run, the default of the
+ * command) or deleted. Only keys that are exactly `<prefix>blobs/<digest>` are ever considered; a
+ * referenced digest is never deleted. A store shared by several sites must not be pruned from one.
+ */
+export async function pruneBlobs(o: { connection: StoreConnection; referenced: Set<string>; dryRun: boolean; concurrency: number; log: (line: string) => void }): Promise<PruneSummary> {
+  const c = o.connection;
+  const agent = createAgent({ connections: Math.max(2, o.concurrency) });
+  const client = new S3Client({ endpoint: c.endpoint, region: c.region, bucket: c.bucket, credentials: c.credentials, pathStyle: c.pathStyle, dispatcher: agent });
+  try {
+    const base = blobKey(c.prefix, '');
+    const keys = (await client.listObjects(base)).map((x) => x.key);
+    const digestRe = new RegExp(`^(?:${DIGEST_PATTERN})$`, 'u');
+    const blobs = keys.filter((k) => digestRe.test(k.slice(base.length)));
+    const unreferenced = blobs.filter((k) => !o.referenced.has(k.slice(base.length))).sort();
+    await mapLimit(unreferenced, o.concurrency, async (key) => {
+      if (!o.dryRun) await client.delete(key);
+      o.log(`${o.dryRun ? 'would delete' : 'delete'} s3://${c.bucket}/${key}`);
+    });
+    return { unreferenced, kept: blobs.length - unreferenced.length, foreign: keys.length - blobs.length };
+  } finally {
+    await agent.close();
+  }
 }

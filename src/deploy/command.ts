@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { digestPath } from '../model/digest.ts';
 import { readPathsFile } from '../publish/paths-file.ts';
 import { Progress, progressTty } from '../util/progress.ts';
-import { storeConnectionFromEnv, uploadBlobs, type BlobFile } from './blob-upload.ts';
+import { pruneBlobs, storeConnectionFromEnv, uploadBlobs, type BlobFile } from './blob-upload.ts';
 import { badSegment, deploy, type DeployTarget } from './deploy.ts';
 import type { S3Credentials } from './s3-client.ts';
 
@@ -33,7 +33,7 @@ Options:
       --acl <acl>           canned ACL for every object, e.g. public-read (stores using ACLs)
       --delete              remove objects under <prefix>/v2/ that this build no longer publishes
       --dry-run             say what would be uploaded and deleted, change nothing
-      --concurrency <n>     uploads at a time (default 8)
+      --concurrency <n>     uploads at a time (default 8; with --blobs 4)
       --blobs s3://bucket[/prefix]
                             upload the blobs of a site built with the \`blobs\` option (which holds
                             none) to the store, from the build's cache: one object per digest,
@@ -41,6 +41,9 @@ Options:
                             never deletes. Run it before deploying the site (the site target
                             is left out: a bucket cannot answer blob URLs with redirects).
       --cache-dir <dir>     the build's cache, where --blobs reads them (default .cache/registrish)
+      --prune-unreferenced  with --blobs: list the blobs in the store that no manifest of the
+                            site in dir names (uploads nothing); add --yes to delete them. Only
+                            for a store this one site uses, after the site is deployed.
   -h, --help                show this help`;
 
 export function parseS3Url(text: string): DeployTarget {
@@ -72,6 +75,8 @@ export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.Proce
     concurrency: { type: 'string' },
     blobs: { type: 'string' },
     'cache-dir': { type: 'string' },
+    'prune-unreferenced': { type: 'boolean' },
+    yes: { type: 'boolean' },
   });
   const { values, positionals } = parsed;
   if (values.help) {
@@ -86,6 +91,10 @@ export async function deployCommand(argv: string[], io: CliIO, env: NodeJS.Proce
     if (positionals.length > 1) throw new UsageError(`expected one directory with --blobs, got: ${positionals.join(' ')}`);
     const concurrency = intOption('--concurrency', values.concurrency ?? '4', 1, 64);
     const options = { cacheDir: values['cache-dir'] ?? '.cache/registrish', endpoint: values['endpoint-url'], dryRun: values['dry-run'] === true, concurrency };
+    if (values['prune-unreferenced']) {
+      await pruneCommand(values.blobs, positionals[0] ?? '_site', { ...options, dryRun: values.yes !== true }, io, env);
+      return 0;
+    }
     await deployBlobs(values.blobs, positionals[0] ?? '_site', options, io, env);
     return 0;
   }
@@ -176,5 +185,24 @@ async function deployBlobs(
   io.stdout(
     `registrish: ${o.dryRun ? 'dry run: would upload' : 'uploaded'} ${r.uploaded} blobs (${formatBytes(r.bytes)}), ${r.present} already in s3://${target.bucket}/${target.prefix}blobs/` +
       ` — requests: ${rq.list} list, ${rq.head} head, ${rq.put} put, ${rq.multipart} multipart\n`,
+  );
+}
+
+/** `--blobs s3://… --prune-unreferenced [--yes]`: what the site no longer names, listed first, deleted only when asked. */
+async function pruneCommand(targetText: string, dir: string, o: { endpoint?: string; dryRun: boolean; concurrency: number }, io: CliIO, env: NodeJS.ProcessEnv): Promise<void> {
+  const target = parseS3Url(targetText);
+  const paths = (await readPathsFile(dir)).filter((p) => p.kind === 'blob');
+  if (!paths.some((p) => p.location !== undefined)) {
+    throw new RegistrishError(`${dir} was not built with the \`blobs\` option: it names no blob in a store, so every blob there would look unreferenced`, {
+      hint: 'Point at the output folder of the build that uses this store.',
+    });
+  }
+  const referenced = new Set(paths.map((p) => p.digest!));
+  const connection = storeConnectionFromEnv(target, o.endpoint, env, '--blobs');
+  const r = await pruneBlobs({ connection, referenced, dryRun: o.dryRun, concurrency: o.concurrency, log: (l) => io.stdout(`${redact(l)}\n`) });
+  io.stdout(
+    `registrish: ${o.dryRun ? 'dry run: would delete' : 'deleted'} ${r.unreferenced.length} unreferenced blobs, kept ${r.kept} that ${dir} names` +
+      `${r.foreign ? `, left ${r.foreign} other objects alone` : ''} — s3://${target.bucket}/${target.prefix}blobs/` +
+      `${o.dryRun && r.unreferenced.length ? ' (add --yes to delete them)' : ''}\n`,
   );
 }
