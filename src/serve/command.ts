@@ -55,13 +55,17 @@ export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
     );
   }
 
+  const blobsDir = values['blobs-dir'];
+  if (blobsDir !== undefined && !(await fsp.stat(blobsDir).then((st) => st.isDirectory(), () => false))) {
+    throw new UsageError(`--blobs-dir ${blobsDir} is not a folder (give the build's cache, e.g. .cache/registrish)`);
+  }
   // Loaded on demand: the server pulls in the headers parser, which other commands do not need.
   const server = await startPreviewServer({
     dir,
     port: Number(portText),
     host,
     log: (line) => io.stderr(`${line}\n`),
-    blobsDir: values['blobs-dir'],
+    blobsDir,
   });
   try {
     await fsp.access(path.join(dir, '_headers'));
