@@ -8,6 +8,7 @@ import { hostNamed, writableHostNames } from './hosts/index.ts';
 import { createAgent, type HttpTuning } from './http/transport.ts';
 import type { PublishedPath } from './model/published-path.ts';
 import { layoutRegistry, type RegistryLayout } from './publish/paths.ts';
+import { placeBlobs, type BlobStoreConfig } from './publish/blob-store.ts';
 import { writeRegistryTree } from './publish/tree.ts';
 import { BlobFetcher, type FetchStats } from './resolve/fetcher.ts';
 import { planImages, type ImageReport, type Plan } from './resolve/plan.ts';
@@ -18,6 +19,7 @@ import { ContentStore, type LinkMode } from './store/store.ts';
 import { RegistrishError } from './util/errors.ts';
 import { formatBytes, shortDigest } from './util/format.ts';
 import type { Logger } from './util/log.ts';
+import { Progress, type ProgressOptions } from './util/progress.ts';
 
 // One build, in two steps that Eleventy can run apart:
 //   resolve: images.json → plan (tags → manifests, through the cache) while blobs start downloading;
@@ -38,6 +40,8 @@ export interface ResolveOptions {
   dispatcher?: Dispatcher;
   /** Retry and timeout settings (defaults in http/transport.ts); tests shorten them to run fast. */
   http?: HttpTuning;
+  /** A terminal for live progress lines (util/progress.ts); plain log lines otherwise. */
+  progressTty?: ProgressOptions['tty'];
 }
 
 export interface PublishOptions {
@@ -49,6 +53,14 @@ export interface PublishOptions {
   hostOptions?: HostOptions;
   /** How output files are made from the cache. */
   linkMode: LinkMode;
+  /** Blobs in an object store (the `blobs` option): the output holds none, every blob URL redirects. */
+  blobs?: BlobStoreConfig;
+  /** Credentials and endpoint of the blob store (AWS_*); process.env when absent. */
+  env?: NodeJS.ProcessEnv;
+  /** A terminal for live upload progress (util/progress.ts); plain log lines otherwise. */
+  progressTty?: ProgressOptions['tty'];
+  /** Retry delay base of the store's client (tests make it short). */
+  storeRetryBaseMs?: number;
 }
 
 export type BuildOptions = ResolveOptions & PublishOptions;
@@ -72,6 +84,8 @@ export interface BuildSummary {
   line: string;
   /** Every URL published, for host writers run again without a build (watch mode). */
   paths: PublishedPath[];
+  /** With the `blobs` option: where the blobs are, and what this build uploaded there. */
+  blobStore?: { url: string; store?: string; uploaded: number; present: number; bytesUploaded: number };
 }
 
 /** A registry resolved from images.json: every manifest is known and cached; blobs may still be downloading. */
@@ -121,18 +135,23 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
     },
   };
 
-  let received = 0;
+  // Large mirrors take minutes: a live line on a terminal, a plain line every 10 s in a log.
+  const progress = new Progress({ verb: 'downloading', tty: options.progressTty, log: (l) => logger.info(l) });
+  const counted = new Set<string>();
+  const finished = new Set<string>();
   const fetcher = new BlobFetcher(store, {
     concurrency: options.blobConcurrency,
     retryDelayMs: options.http?.blobRetryDelayMs,
-    onBytes: (n) => (received += n),
+    onBytes: (n) => progress.addBytes(n),
+    // Two images naming one blob give two needs of one digest: count it once.
+    onDone: (need, downloaded) => {
+      if (finished.has(need.digest)) return;
+      finished.add(need.digest);
+      progress.itemDone(downloaded ? 0 : need.size);
+    },
   });
-  // Large mirrors take minutes: say how far along the downloads are, every 10 seconds.
-  const heartbeat = setInterval(() => {
-    if (received > 0) logger.info(`downloading: ${formatBytes(received)} fetched so far`);
-  }, 10_000);
   const close = async () => {
-    clearInterval(heartbeat);
+    progress.stop();
     await ownDispatcher?.close();
   };
 
@@ -151,7 +170,13 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
       store,
       sourceFor: (spec) => openSource(spec.source, sources),
       concurrency: options.imageConcurrency,
-      onBlob: (need) => fetcher.add(need),
+      onBlob: (need) => {
+        if (!counted.has(need.digest)) {
+          counted.add(need.digest);
+          progress.addWork(need.size);
+        }
+        fetcher.add(need);
+      },
     });
   } catch (err) {
     // Nothing may keep writing into the cache after the build has failed.
@@ -175,9 +200,16 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
 
 /** Waits for the downloads, then writes `v2/` and the host files into the output. */
 export async function publishRegistry(resolved: ResolvedRegistry, options: PublishOptions & { logger: Logger }): Promise<BuildSummary> {
-  const { plan, layout } = resolved;
+  const { plan } = resolved;
   const { logger } = options;
   const hosts = selectHosts(options.hosts);
+  // With a blob store, blob URLs become redirects and the tree holds no blob file.
+  const layout = options.blobs ? placeBlobs(resolved.layout, options.blobs) : resolved.layout;
+  // Missing credentials are told before the downloads are waited for, not after.
+  if (options.blobs?.store) {
+    const { storeConnectionFromEnv } = await import('./deploy/blob-upload.ts');
+    storeConnectionFromEnv(options.blobs.store, options.blobs.endpoint, options.env ?? process.env, 'blobs.store');
+  }
   const stats = await resolved.downloads();
   const { paths } = layout;
   // Host limits are checked before anything in the output is replaced.
@@ -189,12 +221,88 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
     logger.info(imageLine(r, plan, stats));
     for (const warning of r.warnings) logger.warn(warning);
   }
+  if (!options.blobs) {
+    const advice = blobsAdvice(paths, options.hosts);
+    if (advice) logger.warn(advice);
+  }
   const rendered = await renderHosts(hosts, options.outputDir, paths, options.hostOptions);
   for (const warning of rendered.warnings) logger.warn(warning);
+  // Blobs reach the store before v2/ names them: a site deployed after this build never points at a missing blob.
+  const blobStore = options.blobs ? await sendBlobsToStore(resolved, layout, options) : undefined;
   await writeRegistryTree(layout, resolved.store, options.outputDir, { linkMode: options.linkMode, hostFiles: rendered.files });
   // Only a build that published is the "last build" the next one compares its tag choices with.
   await saveSelections(resolved.store.dir, resolved.selections);
-  return summarize(resolved, stats);
+  return summarize(resolved, stats, layout, blobStore);
+}
+
+/** Netlify recommends files under 10 MB ("might fail to upload to the CDN"); users report failures near 26 MB. */
+export const NETLIFY_RECOMMENDED_FILE_BYTES = 10_000_000;
+
+/**
+ * For Netlify: blobs over its recommended file size, and how much of the output is blobs,
+ * pointing to the `blobs` option. (Cloudflare Pages refuses files over 25 MiB in its own check.)
+ */
+export function blobsAdvice(paths: readonly PublishedPath[], hosts: readonly string[]): string | undefined {
+  if (!hosts.includes('netlify')) return undefined;
+  const blobs = new Map<string, number>();
+  let other = 0;
+  for (const p of paths) {
+    if (p.kind === 'blob') blobs.set(p.digest!, p.size);
+    else other += p.size;
+  }
+  const large = [...blobs.values()].filter((n) => n > NETLIFY_RECOMMENDED_FILE_BYTES);
+  if (large.length === 0) return undefined;
+  // A blob of several repositories is one file's worth (hard links, one upload).
+  const blobBytes = [...blobs.values()].reduce((n, x) => n + x, 0);
+  const total = blobBytes + other;
+  return (
+    `netlify: ${large.length} blob${large.length === 1 ? ' is' : 's are'} over the 10 MB Netlify recommends per file (largest ${formatBytes(Math.max(...large))}); ` +
+    `blobs are ${formatBytes(blobBytes)} of the registry's ${formatBytes(total)} (${Math.round((blobBytes / Math.max(1, total)) * 100)}%). ` +
+    'Keep them on an object store with the "blobs" option (README: Blobs elsewhere).'
+  );
+}
+
+/** Uploads what the store lacks (with `blobs.store`), or says who must (without it). */
+async function sendBlobsToStore(
+  resolved: ResolvedRegistry,
+  layout: RegistryLayout,
+  options: PublishOptions & { logger: Logger },
+): Promise<BuildSummary['blobStore']> {
+  const config = options.blobs!;
+  const { logger } = options;
+  const blobs = new Map<string, number>();
+  for (const p of layout.paths) if (p.kind === 'blob') blobs.set(p.digest!, p.size);
+  const found = { url: config.url, uploaded: 0, present: 0, bytesUploaded: 0 };
+  if (!config.store) {
+    logger.info(`blobs: ${blobs.size} sent to ${config.url} (not uploaded by this build: run \`registrish deploy --blobs s3://BUCKET[/PREFIX]\` before deploying the site)`);
+    return found;
+  }
+  const target = `s3://${config.store.bucket}/${config.store.prefix}`;
+  // Loaded only by builds that upload: the S3 client and its signer are not needed otherwise.
+  const { storeConnectionFromEnv, uploadBlobs } = await import('./deploy/blob-upload.ts');
+  const connection = storeConnectionFromEnv(config.store, config.endpoint, options.env ?? process.env, 'blobs.store');
+  const progress = new Progress({ verb: 'uploading', tty: options.progressTty, log: (l) => logger.info(l) });
+  try {
+    const r = await uploadBlobs({
+      connection,
+      blobs: [...blobs].map(([digest, size]) => ({ digest, size, file: resolved.store.pathFor(digest) })),
+      // 4 at a time, as rclone: 8 measured no faster (docs/performance.md, bench/blob-upload.ts).
+      concurrency: 4,
+      log: (l) => logger.warn(l),
+      progress,
+      retryBaseMs: options.storeRetryBaseMs,
+    });
+    logger.info(`blobs: uploaded ${r.uploaded} (${formatBytes(r.bytes)}) to ${target}, ${r.present} already there`);
+    return { ...found, store: target, uploaded: r.uploaded, present: r.present, bytesUploaded: r.bytes };
+  } catch (err) {
+    const e = err instanceof RegistrishError ? err : undefined;
+    throw new RegistrishError(`uploading blobs to ${target} failed, so v2/ was not written (the previous output is unchanged): ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+      hint: e?.hint ?? 'Check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), the bucket and blobs.endpoint, then build again: blobs already uploaded are not sent twice.',
+    });
+  } finally {
+    progress.stop();
+  }
 }
 
 /** resolve + publish, closing the connection pool whatever happens. */
@@ -209,8 +317,8 @@ export async function buildRegistry(options: BuildOptions): Promise<BuildSummary
   }
 }
 
-function summarize(resolved: ResolvedRegistry, stats: FetchStats): BuildSummary {
-  const { config, plan, layout } = resolved;
+function summarize(resolved: ResolvedRegistry, stats: FetchStats, layout: RegistryLayout, blobStore?: BuildSummary['blobStore']): BuildSummary {
+  const { config, plan } = resolved;
   const repos = [...plan.repos.values()];
   const summary: BuildSummary = {
     // An entry with several tags and no tag in its source is planned as one image per tag.
@@ -229,11 +337,16 @@ function summarize(resolved: ResolvedRegistry, stats: FetchStats): BuildSummary 
     ms: performance.now() - resolved.started,
     line: '',
     paths: layout.paths,
+    ...(blobStore ? { blobStore } : {}),
   };
   summary.line =
     `${summary.images} images, ${summary.tags} tags, ${summary.manifests} manifests (${summary.manifestsFetched} fetched), ` +
     `${summary.blobs} blobs: fetched ${summary.blobsFetched} (${formatBytes(summary.bytesFetched)}), ` +
-    `reused ${summary.blobs - summary.blobsFetched} (${formatBytes(summary.bytesReused)}) in ${(summary.ms / 1000).toFixed(1)}s`;
+    `reused ${summary.blobs - summary.blobsFetched} (${formatBytes(summary.bytesReused)})` +
+    (blobStore
+      ? `, none in the output: served from ${blobStore.url}${blobStore.store ? ` (uploaded ${blobStore.uploaded}, ${formatBytes(blobStore.bytesUploaded)}; ${blobStore.present} already there)` : ''}`
+      : '') +
+    ` in ${(summary.ms / 1000).toFixed(1)}s`;
   return summary;
 }
 

@@ -14,7 +14,8 @@ import type { PreviewServer, PreviewServerOptions } from './serve/server.ts';
 import type { Logger } from './util/log.ts';
 
 export { registrish as default, registrish as 'module.exports' };
-export { DEFAULT_OPTIONS, resolveOptions, type PagesOption, type RegistrishOptions } from './eleventy/options.ts';
+export { DEFAULT_OPTIONS, resolveOptions, type BlobsOption, type PagesOption, type RegistrishOptions } from './eleventy/options.ts';
+export type { BlobStoreConfig } from './publish/blob-store.ts';
 
 // The `registry` global data templates read.
 export type { ArtifactData, ArtifactFile, ArtifactKind, HelmChartData, ImageInfo, LayerData, PlatformData, RegistryData, RepositoryData, TagData } from './catalog/types.ts';

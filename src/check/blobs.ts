@@ -4,7 +4,7 @@ import { formatBytes, shortDigest } from '../util/format.ts';
 import { checkEncoding, headAnswer } from './answer.ts';
 import type { CheckedDescriptor } from './manifests.ts';
 import { fail, newRow, warn, type CheckRow } from './problems.ts';
-import type { CheckContext } from './probe.ts';
+import type { CheckContext, Got } from './probe.ts';
 
 // Configs and layers: HEAD (size, as containerd reads it), GET streamed through the hash (a layer
 // can be gigabytes, never buffered), and a resumed download the way containers/image sends it.
@@ -15,22 +15,26 @@ export async function checkBlob(ctx: CheckContext, name: string, desc: CheckedDe
   const label = `blob ${shortDigest(desc.digest)} (${formatBytes(desc.size)})`;
   const headRow = newRow(name, `HEAD ${label}`);
   const rows = [headRow];
-  const headers = await headAnswer(headRow, await ctx.send('HEAD', urlPath));
+  const head = await ctx.send('HEAD', urlPath);
+  const headers = await headAnswer(headRow, head);
   if (headers) {
     const len = firstHeader(headers, 'content-length');
     if (len === undefined) fail(headRow, 'head-length', 'no Content-Length');
     else if (Number(len) !== desc.size) fail(headRow, len === '0' ? 'head-length' : 'length-wrong', `Content-Length ${len}, the blob is ${desc.size} bytes`);
     checkBlobDigestHeader(headRow, headers, desc.digest);
   }
+  attributeToStore(ctx, headRow, head);
   if (!download) return rows;
 
   const getRow = newRow(name, `GET  ${label}`);
   rows.push(getRow);
   const got = await ctx.send('GET', urlPath);
   if ('error' in got) return fail(getRow, got.kind, got.error), rows;
+  attributeToStore(ctx, getRow, got);
   if (got.status !== 200) {
     await discard(got.body);
     fail(getRow, 'status', `answered ${got.status} (expected 200)`);
+    attributeToStore(ctx, getRow, got);
     return rows;
   }
   checkEncoding(getRow, got.headers);
@@ -52,7 +56,23 @@ export async function checkBlob(ctx: CheckContext, name: string, desc: CheckedDe
   const digest = `${algorithm}:${hash.digest('hex')}`;
   if (size !== desc.size) fail(getRow, 'length-wrong', `received ${size} bytes, the blob is ${desc.size}`);
   if (digest !== desc.digest) fail(getRow, 'body-digest', `bytes hash to ${shortDigest(digest)}`);
+  attributeToStore(ctx, getRow, got);
   return rows;
+}
+
+/**
+ * A blob answered by another origin came through the site's redirect (the `blobs` option): the
+ * row says so, and each problem names the store, so the report tells which of the two is wrong.
+ */
+function attributeToStore(ctx: CheckContext, row: CheckRow, got: Got): void {
+  if ('error' in got || !got.url || !ctx.origin) return;
+  const at = new URL(got.url);
+  if (at.origin === new URL(ctx.origin).origin) return;
+  const store = `${at.origin}${at.pathname}`;
+  if (!row.label.includes(' → store ')) row.label += ` → store ${at.origin}`;
+  for (const p of row.problems) {
+    if (!p.message.startsWith('the store ')) p.message = `the store ${store} ${p.message}`;
+  }
 }
 
 /** A resumed download, as containers/image sends it: `Range: bytes=1-` must answer 206 with the rest. */
@@ -62,7 +82,9 @@ export async function checkRange(ctx: CheckContext, name: string, desc: CheckedD
   if ('error' in got) return warn(row, 'range', got.error);
   if (got.status !== 206) {
     await discard(got.body);
-    return warn(row, 'range', `answered ${got.status} (expected 206)`);
+    warn(row, 'range', `answered ${got.status} (expected 206)`);
+    attributeToStore(ctx, row, got);
+    return row;
   }
   checkEncoding(row, got.headers);
   const expected = `bytes 1-${desc.size - 1}/${desc.size}`;
@@ -75,6 +97,7 @@ export async function checkRange(ctx: CheckContext, name: string, desc: CheckedD
     return warn(row, 'range', `reading the body: ${e instanceof Error ? e.message : String(e)}`);
   }
   if (size !== desc.size - 1) warn(row, 'range', `received ${size} bytes (expected ${desc.size - 1})`);
+  attributeToStore(ctx, row, got);
   return row;
 }
 

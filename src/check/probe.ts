@@ -13,7 +13,7 @@ import type { ProblemKind } from './problems.ts';
  * An answer, or why there is none. A 5xx that outlasts the retry is a status problem; anything
  * else (refused, timeout) a failed request.
  */
-export type Got = { status: number; headers: ResponseHeaders; body: ResponseBody } | { error: string; kind: ProblemKind };
+export type Got = { status: number; headers: ResponseHeaders; body: ResponseBody; url?: string } | { error: string; kind: ProblemKind };
 
 /** One request to a path of the registry's origin (the caller consumes or discards the body). */
 export type Send = (method: Method, urlPath: string, headers?: Record<string, string | undefined>) => Promise<Got>;
@@ -25,6 +25,8 @@ export interface CheckContext {
   host?: Host;
   /** HEAD every blob but GET (download and hash) only a sample. */
   quick: boolean;
+  /** The registry's origin: an answer from elsewhere came through a redirect (a blob store). */
+  origin?: string;
 }
 
 export interface Probe {
@@ -44,7 +46,8 @@ export function openProbe(origin: string, opts: { concurrency: number; dispatche
       limit(async () => {
         try {
           const res = await transport.request(new URL(urlPath, origin), { method, headers });
-          return { status: res.status, headers: res.headers, body: res.body };
+          // The final URL: a blob may be answered by an object store the site redirects to.
+          return { status: res.status, headers: res.headers, body: res.body, url: res.url };
         } catch (e) {
           return { error: e instanceof Error ? e.message : String(e), kind: e instanceof HttpError ? 'status' : 'request-failed' };
         }

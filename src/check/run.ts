@@ -47,7 +47,7 @@ export async function runCheck(options: CheckOptions): Promise<CheckReport> {
   const quick = options.quick ?? false;
   const source: CheckReport['source'] = options.images ? 'images' : 'catalog';
   const probe = openProbe(origin, { concurrency: options.concurrency ?? 8, dispatcher: options.dispatcher });
-  const ctx: CheckContext = { send: probe.send, host, quick };
+  const ctx: CheckContext = { send: probe.send, host, quick, origin };
   const rows: CheckRow[] = [];
   try {
     const base = await checkBase(ctx);

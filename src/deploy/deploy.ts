@@ -113,6 +113,12 @@ function phaseOf(p: PublishedPath): number {
 /** The uploads a built tree needs, from its paths file (types are never guessed from files). */
 export async function planUploads(dir: string, prefix: string, acl?: string): Promise<Upload[]> {
   const paths = await readPathsFile(dir);
+  // Built with the `blobs` option: blob URLs are redirects, which a bucket cannot answer per URL.
+  if (paths.some((p) => p.location !== undefined)) {
+    throw new RegistrishError(`${dir} was built with the \`blobs\` option: its blob URLs are redirects to the store, which an S3 bucket cannot answer`, {
+      hint: 'Serve the site from a host that answers them (nginx, Apache), and upload the blobs with `registrish deploy --blobs s3://BUCKET[/PREFIX]`.',
+    });
+  }
   const root = await realpath(dir);
   const uploads: Upload[] = [];
   await Promise.all(

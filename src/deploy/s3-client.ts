@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { AwsV4Signer } from 'aws4fetch';
 import { HttpError, RegistrishError } from '../util/errors.ts';
@@ -34,6 +35,8 @@ export interface S3ClientOptions {
   /** Retries after the first attempt (connection errors, 429, 5xx). Default 4. */
   maxRetries?: number;
   retryBaseMs?: number;
+  /** Sees the bytes of request bodies as they are read from disk (progress lines). */
+  onBodyBytes?: (n: number) => void;
 }
 
 /** What a HEAD says about an existing object; undefined when it does not exist. */
@@ -387,7 +390,7 @@ export class S3Client {
       const res = await this.transport.request(url, {
         method,
         headers,
-        body: body === undefined ? undefined : bodyOf(body),
+        body: body === undefined ? undefined : bodyOf(body, this.o.onBodyBytes),
         // Bodies are small (XML errors, listings; a HEAD has none): read in the retry loop, so a
         // body cut off mid-way is retried like a failed request.
         readText: true,
@@ -442,10 +445,15 @@ export class S3Client {
 }
 
 /** A body the Transport can send again on each attempt: a file is re-opened, never buffered. */
-function bodyOf(b: S3Body): Buffer | BodyFactory {
+function bodyOf(b: S3Body, onBytes?: (n: number) => void): Buffer | BodyFactory {
   if (b.kind === 'buffer') return b.data;
-  if (b.kind === 'file') return () => createReadStream(b.path);
-  return () => createReadStream(b.path, { start: b.start, end: b.end });
+  // Counted as the bytes pass (a 'data' listener on the file stream would start it flowing early).
+  const tap = (stream: Readable): Readable =>
+    onBytes
+      ? pipeline(stream, new Transform({ transform: (c: Buffer, _e, cb) => (onBytes(c.length), cb(null, c)) }), () => {})
+      : stream;
+  if (b.kind === 'file') return () => tap(createReadStream(b.path));
+  return () => tap(createReadStream(b.path, { start: b.start, end: b.end }));
 }
 
 async function hashRange(file: string, start: number, end: number, whole?: Hash): Promise<string> {

@@ -2,6 +2,7 @@ import { writableHostNames } from '../hosts/index.ts';
 import { NETLIFY_HEADERS_FORMS, type NetlifyOptions } from '../hosts/netlify.ts';
 import { hostProblem } from '../model/reference.ts';
 import type { PagesConfig } from '../pages/templates.ts';
+import { blobUrlProblem, normalizeBlobUrl, type BlobStoreConfig } from '../publish/blob-store.ts';
 import { RegistrishError } from '../util/errors.ts';
 
 // The plugin's options: merged over the defaults and checked, each error naming the plugin and
@@ -52,6 +53,20 @@ export interface RegistrishOptions {
    * `false` writes none.
    */
   helmRepository?: boolean | { path?: string };
+  /**
+   * Blobs in an object store instead of the site: `{ url, store?, endpoint? }`. Every blob URL is
+   * answered with a 307 to `url`; with `store` (`s3://bucket/prefix`) the build uploads what it lacks first.
+   */
+  blobs?: BlobsOption;
+}
+
+export interface BlobsOption {
+  /** Public address of the store's root, where clients are sent (https; http only for loopback). */
+  url: string;
+  /** `s3://bucket[/prefix]`: the build uploads every blob the store lacks, before it writes v2/. */
+  store?: string;
+  /** S3 API endpoint of the store, e.g. `https://<account>.r2.cloudflarestorage.com`. */
+  endpoint?: string;
 }
 
 export interface PagesOption {
@@ -64,16 +79,17 @@ export interface PagesOption {
 }
 
 /** The options after defaults and checks. */
-export interface ResolvedOptions extends Required<Omit<RegistrishOptions, 'pages' | 'registryHost' | 'helmRepository'>> {
+export interface ResolvedOptions extends Required<Omit<RegistrishOptions, 'pages' | 'registryHost' | 'helmRepository' | 'blobs'>> {
   pages: PagesConfig | false;
   /** Where the Helm repository's index.yaml goes (`/charts/`), or false. */
   helmRepository: { path: string } | false;
   registryHost?: string;
+  blobs?: BlobStoreConfig;
 }
 
 export const DEFAULT_PAGES: PagesConfig = { path: '/images/', title: 'Container registry' };
 
-export const DEFAULT_OPTIONS: Required<Omit<RegistrishOptions, 'registryHost'>> = {
+export const DEFAULT_OPTIONS: Required<Omit<RegistrishOptions, 'registryHost' | 'blobs'>> = {
   netlify: { headers: 'auto' },
   images: 'images.json',
   cacheDir: '.cache/registrish',
@@ -96,7 +112,7 @@ export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new RegistrishError(`${PREFIX} options must be an object`);
   }
-  const known = [...Object.keys(DEFAULT_OPTIONS), 'registryHost'];
+  const known = [...Object.keys(DEFAULT_OPTIONS), 'registryHost', 'blobs'];
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) throw new RegistrishError(`${PREFIX} unknown option "${key}" (known: ${known.join(', ')})`);
   }
@@ -119,6 +135,7 @@ export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions
     pages: resolvePages(o.pages, bad),
     netlify: resolveNetlify(o.netlify, bad),
     helmRepository: resolveHelmRepository(o.helmRepository, bad),
+    blobs: undefined,
   };
   if (out.pages && out.helmRepository && out.helmRepository.path === out.pages.path) {
     throw bad('helmRepository.path', `another path than the pages' (${out.pages.path})`);
@@ -129,6 +146,45 @@ export function resolveOptions(options: RegistrishOptions = {}): ResolvedOptions
       throw bad('registryHost', `a host[:port] clients pull from, e.g. "registry.example.com" (no https://, no path)${typeof h === 'string' && hostProblem(h) && !/:\/\//u.test(h) ? `: ${hostProblem(h)}` : ''}`);
     }
     out.registryHost = h;
+  }
+  if (options.blobs !== undefined) out.blobs = resolveBlobs(options.blobs, bad);
+  return out;
+}
+
+const BLOB_KEYS = ['url', 'store', 'endpoint'];
+
+/** The `blobs` option: where clients are sent, and where (if anywhere) the build uploads. */
+function resolveBlobs(value: unknown, bad: (name: string, want: string) => RegistrishError): BlobStoreConfig {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw bad('blobs', 'an object like { url: "https://pub-1234.r2.dev/", store: "s3://bucket/prefix" }');
+  }
+  const v = value as Record<string, unknown>;
+  for (const key of Object.keys(v)) {
+    if (!BLOB_KEYS.includes(key)) throw new RegistrishError(`${PREFIX} unknown option "blobs.${key}" (known: ${BLOB_KEYS.join(', ')})`);
+  }
+  if (typeof v.url !== 'string' || v.url === '') throw bad('blobs.url', 'the public address of the store, e.g. "https://pub-1234.r2.dev/"');
+  const urlProblem = blobUrlProblem(v.url);
+  if (urlProblem) throw bad('blobs.url', `a public address clients can be sent to: ${JSON.stringify(v.url)} ${urlProblem}`);
+  const out: BlobStoreConfig = { url: normalizeBlobUrl(v.url) };
+  if (v.store !== undefined) {
+    const m = typeof v.store === 'string' ? /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/u.exec(v.store) : null;
+    const prefix = (m?.[2] ?? '').replace(/\/+$/u, '');
+    if (!m || (prefix !== '' && prefix.split('/').some((s) => s === '' || s === '.' || s === '..' || /%|\s/u.test(s)))) {
+      throw bad('blobs.store', `s3://BUCKET or s3://BUCKET/PREFIX (a valid bucket name; no empty, "." or ".." segments), got ${JSON.stringify(v.store)}`);
+    }
+    out.store = { bucket: m[1]!, prefix: prefix ? `${prefix}/` : '' };
+  }
+  if (v.endpoint !== undefined) {
+    let ok = false;
+    try {
+      const e = new URL(String(v.endpoint));
+      ok = typeof v.endpoint === 'string' && (e.protocol === 'https:' || e.protocol === 'http:') && !e.username && !e.password && !e.search;
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw bad('blobs.endpoint', 'the S3 API endpoint as an http(s) URL without credentials, e.g. "https://<account>.r2.cloudflarestorage.com"');
+    if (!out.store) throw bad('blobs.endpoint', 'given together with blobs.store (it is where the build uploads)');
+    out.endpoint = v.endpoint as string;
   }
   return out;
 }

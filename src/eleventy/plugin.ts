@@ -6,6 +6,7 @@ import type { RegistryData } from '../catalog/types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 import { addRegistryPages, type EleventyTemplatesLike } from '../pages/templates.ts';
 import { formatError, RegistrishError } from '../util/errors.ts';
+import { progressTty } from '../util/progress.ts';
 import { makeLogger, type EleventyLogger } from './logger.ts';
 import { PREFIX, resolveOptions, type RegistrishOptions } from './options.ts';
 
@@ -93,6 +94,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
       imageConcurrency: options.imageConcurrency,
       blobConcurrency: options.concurrency,
       logger,
+      progressTty: progressTty(),
     });
     const data = resolved.then((r) =>
       buildRegistryData(
@@ -175,7 +177,14 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
         resolved.layout.paths.push(index.path);
         resolved.layout.bodies.set(index.path.file, index.body);
       }
-      summary = await publishRegistry(resolved, { outputDir: build.outputDir, hosts: options.hosts, hostOptions: { netlify: options.netlify }, linkMode: options.linkMode, logger });
+      summary = await publishRegistry(resolved, {
+        outputDir: build.outputDir,
+        hosts: options.hosts,
+        hostOptions: { netlify: options.netlify },
+        linkMode: options.linkMode,
+        logger,
+        ...(options.blobs ? { blobs: options.blobs, progressTty: progressTty() } : {}),
+      });
     } catch (err) {
       fail(err);
     } finally {

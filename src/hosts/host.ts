@@ -1,6 +1,7 @@
 import type { ProblemKind } from '../check/problems.ts';
 import type { ResponseHeaders } from '../http/response.ts';
 import type { PublishedPath } from '../model/published-path.ts';
+import { onSite } from '../publish/blob-store.ts';
 import { RegistrishError } from '../util/errors.ts';
 
 // A host the registry can be served from. The build renders each selected host's configuration
@@ -28,6 +29,11 @@ export interface HostWriter {
    * `options`: this host's own options (the plugin's option named after the host), checked by the host.
    */
   render(outDir: string, paths: PublishedPath[], options?: unknown): Promise<{ files: HostFile[]; warnings: string[] }>;
+  /**
+   * The host's files send blobs kept in an object store (paths with a `location`: the `blobs`
+   * option) there with a 307. A host without it refuses such a build in checkHosts().
+   */
+  blobRedirects?: boolean;
 }
 
 export interface Host {
@@ -73,9 +79,18 @@ export async function renderHosts(
 /** Each host's limits; warnings prefixed with its name, errors collected (the caller fails the build). */
 export function checkHosts(hosts: readonly Host[], paths: PublishedPath[]): HostCheck {
   const out: HostCheck = { errors: [], warnings: [] };
+  const elsewhere = paths.some((p) => p.location !== undefined);
   for (const host of hosts) {
     if (!host.writer) continue;
-    const r = host.writer.check(paths);
+    if (elsewhere && !host.writer.blobRedirects) {
+      out.errors.push(
+        `${host.name}: blobs in an object store (the "blobs" option) are not supported on this host yet: its files cannot send blob URLs to the store. ` +
+          'Use nginx, apache or `registrish serve`, or build without "blobs".',
+      );
+      continue;
+    }
+    // A host's limits (file sizes, counts) apply to what stays on the site.
+    const r = host.writer.check(onSite(paths));
     out.errors.push(...r.errors.map((e) => `${host.name}: ${e}`));
     out.warnings.push(...r.warnings.map((w) => `${host.name}: ${w}`));
   }

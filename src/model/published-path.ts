@@ -18,4 +18,9 @@ export interface PublishedPath {
   size: number;
   /** True when the URL names content by digest (cache forever); false for tags, lists, catalog. */
   immutable: boolean;
+  /**
+   * Blobs kept in an object store (the `blobs` option): the URL the site answers this path with a
+   * temporary redirect to. No file is written for such a path.
+   */
+  location?: string;
 }

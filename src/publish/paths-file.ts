@@ -6,6 +6,7 @@ import { MANIFEST_TYPES, OCI_INDEX, YAML_TYPE } from '../model/media-types.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 import { isValidRepositoryName, isValidTag } from '../model/reference.ts';
 import { RegistrishError } from '../util/errors.ts';
+import { blobUrlProblem } from './blob-store.ts';
 import { BLOB_TYPE, JSON_TYPE } from './paths.ts';
 
 // The paths file: the registry's layout saved beside the tree (`v2/.registrish-paths.json`), so the
@@ -99,6 +100,16 @@ function pathEntryProblem(entry: unknown): string | undefined {
   if (!typeOk) return `${where} has contentType ${JSON.stringify(contentType)}, not one a ${expected.kind} is served with`;
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return `${where} has an invalid size`;
   if (immutable !== (expected.pathDigest !== undefined)) return `${where} has immutable ${JSON.stringify(immutable)}, expected ${expected.pathDigest !== undefined}`;
+  return locationProblem(e.location, expected.kind, digest, where);
+}
+
+/** A blob kept in a store names where (a public URL ending in its digest); nothing else has a location. */
+function locationProblem(location: unknown, kind: PublishedPath['kind'], digest: unknown, where: string): string | undefined {
+  if (location === undefined) return undefined;
+  if (kind !== 'blob') return `${where} has a location, but only blobs are sent elsewhere`;
+  if (typeof location !== 'string' || typeof digest !== 'string' || !location.endsWith(`/${digest}`) || blobUrlProblem(location)) {
+    return `${where} has location ${JSON.stringify(location)}, not a public URL ending in its digest`;
+  }
   return undefined;
 }
 

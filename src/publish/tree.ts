@@ -33,6 +33,8 @@ export async function writeRegistryTree(
   options: WriteTreeOptions = {},
 ): Promise<void> {
   const { paths, bodies } = layout;
+  // Blobs kept in an object store (`location`) have no file here; the paths file still lists them.
+  const files = paths.filter((p) => p.location === undefined);
   await mkdir(outDir, { recursive: true });
   await removeStaleStaging(outDir);
   const linkMode = options.linkMode ?? 'hardlink';
@@ -41,7 +43,7 @@ export async function writeRegistryTree(
     JSON.stringify({ version: 1, paths, linkMode, hostFiles: hostFiles.map((f) => f.file).sort() } satisfies PathsFile) + '\n';
   // The Helm repository's index.yaml lives outside v2/: written like the host files (its
   // `generated` time changes every build, which must not make the tree look changed).
-  const inTree = paths.filter((p) => p.file.startsWith('v2/'));
+  const inTree = files.filter((p) => p.file.startsWith('v2/'));
   const siteFiles: HostFile[] = paths.filter((p) => !p.file.startsWith('v2/')).map((p) => ({ file: p.file, text: bodies.get(p.file) ?? '' }));
   if (await treeIsCurrent(outDir, pathsText, inTree, bodies, store, linkMode)) {
     // Nothing changed since the build that wrote this tree: keep it (a warm rebuild then costs

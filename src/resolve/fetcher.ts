@@ -36,7 +36,13 @@ export class BlobFetcher {
 
   constructor(
     private readonly store: ContentStore,
-    private readonly options: { concurrency?: number; retryDelayMs?: number; onBytes?: (n: number) => void } = {},
+    private readonly options: {
+      concurrency?: number;
+      retryDelayMs?: number;
+      onBytes?: (n: number) => void;
+      /** A blob is in the store: downloaded now, or found there. */
+      onDone?: (need: BlobNeed, downloaded: boolean) => void;
+    } = {},
   ) {}
 
   add(need: BlobNeed): void {
@@ -132,5 +138,6 @@ export class BlobFetcher {
       stats.blobsCached++;
       stats.bytesReused += need.size;
     }
+    options.onDone?.(need, downloaded);
   }
 }

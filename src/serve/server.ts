@@ -8,6 +8,11 @@ import { parseAllHeaders, type Header } from '@netlify/headers-parser';
 import { RegistrishError } from '../util/errors.ts';
 import type { HeaderList } from '../publish/headers.ts';
 import { ERROR_CONTENT_TYPE, notFoundBody, notFoundKind } from '../publish/not-found.ts';
+import { headersFor } from '../publish/headers.ts';
+import type { PublishedPath } from '../model/published-path.ts';
+import { DIGEST_PATTERN, digestPath } from '../model/digest.ts';
+import { blobRedirect, type BlobRedirect } from '../publish/blob-store.ts';
+import { PATHS_FILE, readPathsFile } from '../publish/paths-file.ts';
 
 // Preview server: serves a built output directory the way Netlify would, with `_headers` read by
 // Netlify's own parser, so `docker pull 127.0.0.1:8080/name:tag` can be tried before deploying
@@ -101,6 +106,12 @@ export interface PreviewServerOptions {
   host?: string;
   /** One line per request (method, path, status, bytes) and reload errors. Quiet when absent. */
   log?: (line: string) => void;
+  /**
+   * Blobs kept in an object store (built with the `blobs` option) are redirected to the store the
+   * build named. With `blobsDir`, to this server instead, which serves them from that folder (the
+   * build's cache, or a copy of the store): an offline preview through the same redirects.
+   */
+  blobsDir?: string;
 }
 
 export interface PreviewServer {
@@ -173,6 +184,7 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
     return cache.rules;
   };
   await rulesNow(); // parse errors surface at startup, not on the first pull
+  const blobs = blobRedirects(root, options.blobsDir === undefined ? undefined : path.resolve(options.blobsDir));
 
   const server = http.createServer((req, res) => {
     const method = req.method ?? 'GET';
@@ -200,6 +212,33 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
       if (!res.headersSent) sendText(500, `500 Internal Server Error\n${message}\n`);
       else res.destroy();
     });
+
+    /** A blob from the local blobs folder: its bytes, digest and Range, as a store would answer. */
+    async function serveBlobFile(file: string, digest: string): Promise<void> {
+      const fh = await fsp.open(file, 'r');
+      let streaming = false;
+      try {
+        const size = (await fh.stat()).size;
+        const range = parseRange(typeof req.headers.range === 'string' ? req.headers.range : undefined, size);
+        if (range === 'unsatisfiable') return sendText(416, '416 Range Not Satisfiable\n', { 'Content-Range': `bytes */${size}` });
+        const { start, end } = range ?? { start: 0, end: size - 1 };
+        const length = size === 0 ? 0 : end - start + 1;
+        res.writeHead(range ? 206 : 200, {
+          'Content-Type': 'application/octet-stream',
+          'Docker-Content-Digest': digest,
+          'Accept-Ranges': 'bytes',
+          'Content-Length': String(length),
+          ...(range ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
+        });
+        if (method === 'HEAD' || length === 0) return void res.end();
+        const stream = fh.createReadStream({ start, end, autoClose: true });
+        streaming = true;
+        stream.on('data', (chunk: string | Buffer) => (sent += chunk.length));
+        await pipeline(stream, res).catch(() => res.destroy());
+      } finally {
+        if (!streaming) await fh.close();
+      }
+    }
 
     async function respond(): Promise<void> {
       if (method !== 'GET' && method !== 'HEAD') {
@@ -231,6 +270,15 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
         if (kind) sendText(404, notFoundBody(kind), { 'Content-Type': ERROR_CONTENT_TYPE, 'X-Content-Type-Options': 'nosniff' });
         else sendText(404, `404 Not Found: ${urlPath}\n`);
       };
+      // Blobs in an object store: sent there (307 keeps a HEAD a HEAD), or served from the local folder.
+      const blob = await blobs.answer(urlPath);
+      if (blob?.location) {
+        res.writeHead(307, { Location: blob.location, 'Content-Length': '0' });
+        res.end();
+        return;
+      }
+      if (blob?.file) return serveBlobFile(blob.file, blob.digest);
+      if (blob) return notFound();
 
       const target = path.resolve(root, `.${urlPath}`);
       if (!isInside(root, target)) return sendText(403, '403 Forbidden\n');
@@ -280,7 +328,10 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
       try {
         const size = (await fh.stat()).size; // from the open file: length and bytes agree
         const headers: Record<string, string> = {};
-        for (const [name, value] of matchHeaders(rules, urlPath)) {
+        // A site built for another host (nginx, Apache) has no `_headers`: its registry URLs get
+        // the headers every host writer renders, from the paths file the build left.
+        const described = cache?.key === 'missing' ? await blobs.described(urlPath) : undefined;
+        for (const [name, value] of described ? headersFor(described) : matchHeaders(rules, urlPath)) {
           if (!HOST_OWNED_HEADERS.has(name.toLowerCase())) headers[name] = value;
         }
         // No rule: the site's own pages get their type from the extension, as Netlify does; a
@@ -347,5 +398,63 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
         server.close((e) => (e ? reject(e) : resolve()));
         server.closeAllConnections(); // keep-alive sockets would hold close() open
       }),
+  };
+}
+
+/** The path this server answers local blobs under (`blobsDir`): a dot segment, never a site file. */
+export const LOCAL_BLOBS_PATH = '/.registrish-blobs/';
+
+interface BlobAnswer {
+  digest: string;
+  /** Send the client here (307). */
+  location?: string;
+  /** Serve this file (local blobs folder). */
+  file?: string;
+}
+
+/**
+ * Blob redirects of the site, from the paths file the build left in `v2/` (re-read when it
+ * changes, as `_headers` is): undefined for a URL that is not a blob kept in a store.
+ */
+function blobRedirects(
+  root: string,
+  blobsDir: string | undefined,
+): { answer(urlPath: string): Promise<BlobAnswer | undefined>; described(urlPath: string): Promise<PublishedPath | undefined> } {
+  type Site = { redirect: BlobRedirect | undefined; byUrl: Map<string, PublishedPath> };
+  let cache: { key: string; site: Promise<Site> } | undefined;
+  const pathsFile = path.join(root, ...PATHS_FILE.split('/'));
+  const siteNow = async (): Promise<Site> => {
+    const st = await fsp.stat(pathsFile).catch(() => undefined);
+    const key = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'missing';
+    if (cache?.key !== key) {
+      const read = st ? readPathsFile(root) : Promise.resolve([]);
+      cache = { key, site: read.then((paths) => ({ redirect: blobRedirect(paths), byUrl: new Map(paths.map((p) => [p.urlPath, p])) })) };
+    }
+    return cache.site;
+  };
+  const redirectNow = async (): Promise<BlobRedirect | undefined> => (await siteNow()).redirect;
+  const digestRe = new RegExp(`^(?:${DIGEST_PATTERN})$`, 'u');
+  return {
+    async answer(urlPath) {
+      if (blobsDir !== undefined && urlPath.startsWith(LOCAL_BLOBS_PATH)) {
+        const digest = urlPath.slice(LOCAL_BLOBS_PATH.length);
+        if (!digestRe.test(digest)) return { digest };
+        // The store's layout (blobs/<digest>), else the cache's and OCI layouts' (blobs/<algorithm>/<hex>).
+        for (const file of [path.join(blobsDir, 'blobs', digest), digestPath(blobsDir, digest)]) {
+          const st = await fsp.stat(file).catch(() => undefined);
+          if (st?.isFile()) return { digest, file };
+        }
+        return { digest };
+      }
+      const m = /^\/v2\/(.+)\/blobs\/([^/]+)$/u.exec(urlPath);
+      if (!m || !digestRe.test(m[2]!)) return undefined;
+      const redirect = await redirectNow();
+      if (!redirect || !redirect.repositories.includes(m[1]!)) return undefined;
+      const digest = m[2]!;
+      return { digest, location: blobsDir === undefined ? redirect.base + digest : LOCAL_BLOBS_PATH + digest };
+    },
+    async described(urlPath) {
+      return (await siteNow()).byUrl.get(urlPath);
+    },
   };
 }
