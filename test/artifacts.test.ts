@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { RegistryData, RepositoryData } from '../src/catalog/types.ts';
 import { renderApacheFiles } from '../src/hosts/apache.ts';
-import { cloudflareMismatches, planCloudflareRules } from '../src/hosts/cloudflare.ts';
+import { cloudflareMismatches, cloudflareRules } from '../src/hosts/cloudflare.ts';
 import { NGINX_PORT, NGINX_STANDALONE_FILE } from '../src/hosts/nginx.ts';
 import { MAX_CHART_ARCHIVE_BYTES, readChartFiles } from '../src/catalog/helm-chart.ts';
 import { classifyManifest, kindOfIndex } from '../src/model/artifact-kind.ts';
@@ -312,7 +312,7 @@ describe('the classic Helm repository', () => {
     const paths = (JSON.parse(await readFile(path.join(out, PATHS_FILE), 'utf8')) as { paths: PublishedPath[] }).paths;
     const indexPath = paths.find((p) => p.kind === 'helm-index')!;
     expect(indexPath).toMatchObject({ urlPath: '/charts/index.yaml', file: 'charts/index.yaml', contentType: 'application/yaml' });
-    expect(cloudflareMismatches(planCloudflareRules(paths), paths)).toEqual([]);
+    expect(cloudflareMismatches(cloudflareRules(paths), paths)).toEqual([]);
     expect(renderApacheFiles(paths).find((f) => f.file === 'charts/.htaccess')?.text).toMatch(/^ForceType application\/yaml$/mu);
     // … and nginx, serving the built folder with its generated configuration.
     const nginxBin = ['/usr/sbin/nginx', 'nginx'].find((c) => hasCommand(c));

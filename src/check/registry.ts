@@ -109,6 +109,14 @@ async function checkMissing(ctx: CheckContext, urlPath: string, kind: NotFoundKi
   if ('error' in got) return fail(row, got.kind, got.error);
   const head = await readPrefixLenient(got.body, 4096);
   if (got.status === 404) {
+    // Sent to a blob store by the site's redirect (the `blobs` option): the store answers a missing
+    // object in its own words; no static store can send the OCI error body, and no client needs it
+    // for a blob (blobs are only asked for as a manifest names them).
+    const at = got.url && ctx.origin ? new URL(got.url) : undefined;
+    if (at && at.origin !== new URL(ctx.origin!).origin) {
+      row.label += ` → store ${at.origin}`;
+      return row;
+    }
     const problem = errorBodyProblem(head);
     const want = NOT_FOUND_CODES[kind].code;
     if (problem) return warn(row, 'error-body', `${problem} (expected the OCI error body, code ${want})`);

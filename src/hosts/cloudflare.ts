@@ -252,7 +252,8 @@ export function cloudflareExtraHeaders(p: PublishedPath): Array<[string, string]
  *   blob type (a rule cannot tell a missing file from a present one); clients read it all the same.
  */
 export function withCloudflareAnswers(rules: readonly CfRule[], paths: readonly PublishedPath[], form: CloudflareTags = 'exact'): CfRule[] {
-  // Compact tags carry no digest, so docker reads the body and needs no length (and a pattern rule could not carry one).
+  // Compact tags carry no digest: docker then takes a tag's descriptor from the body of a GET and
+  // needs no length (measured with wrangler pages dev: test/cloudflare-pages.test.ts); a pattern rule could not carry one.
   const tags = new Map(form === 'exact' ? paths.filter((p) => cloudflareExtraHeaders(p).length > 0).map((p) => [p.urlPath, p]) : []);
   const out = rules.map((r): CfRule => {
     const tag = tags.get(r.path);
@@ -458,15 +459,6 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
     );
     // Applying thousands of rules to every URL would cost rules × URLs, for a build that fails anyway.
     return { errors, warnings };
-  }
-  if (tags === 'compact') {
-    // Measured with `wrangler pages dev` (shared notes, client-facts): Pages answers a manifest without
-    // Content-Length, and docker's HEAD by tag then fails; only a rule per tag can carry its length.
-    warnings.push(
-      `${paths.filter((p) => p.kind === 'manifest' && !p.immutable).length} tags need more than ${CLOUDFLARE_MAX_RULES} rules one by one, so they share one rule per name depth: ` +
-        'containerd, podman/skopeo and crane pull them, but docker cannot (Pages sends manifests without Content-Length, which docker needs on HEAD by tag, ' +
-        'and a shared rule cannot carry each tag\'s length). Publish fewer tags for docker users, or use another host.',
-    );
   }
   const text = renderCloudflareRules(rules);
   const long = text.split('\n').findIndex((l) => l.length > CLOUDFLARE_MAX_LINE);
