@@ -91,8 +91,9 @@ function literalSegments(forPath: string): { segments: string[]; whole: boolean 
     .map((p) => p.trimEnd())
     .filter(Boolean);
   const segments: string[] = [];
+  const ascii = /^[\x20-\x7e]*$/u.test(forPath);
   for (const [i, part] of parts.entries()) {
-    if (part.startsWith(':') || part.includes('*') || !/^[\x20-\x7e]*$/u.test(part) || parts[i + 1] === '*') break;
+    if (part.startsWith(':') || part.includes('*') || (!ascii && !/^[\x20-\x7e]*$/u.test(part)) || parts[i + 1] === '*') break;
     segments.push(part.toLowerCase());
   }
   return { segments, whole: segments.length === parts.length };
@@ -190,9 +191,9 @@ export function parseHeadersText(text: string): HeaderRule[] | undefined {
       const v = block.values[name]!;
       values[name] = v.includes(',') ? v.split(/\s*,\s*/gu).join(', ') : v;
     }
-    const rule = lazyRule(block.for, values);
+    const rule = new LazyRule(block.for, values);
     // A part with `*` inside it is a live regular expression to the parser, which fails on a bad one.
-    if (rule.for.split('/').some((p) => !p.startsWith(':') && p.trimEnd() !== '*' && p.includes('*'))) {
+    if (rule.for.includes('*') && rule.for.split('/').some((p) => !p.startsWith(':') && p.trimEnd() !== '*' && p.includes('*'))) {
       try {
         void rule.forRegExp;
       } catch {
@@ -205,15 +206,18 @@ export function parseHeadersText(text: string): HeaderRule[] | undefined {
 }
 
 /** A rule whose pattern is compiled on its first test (most rules of a large file never are). */
-function lazyRule(forPath: string, values: Record<string, string>): HeaderRule {
-  let pattern: RegExp | undefined;
-  return {
-    for: forPath,
-    values,
-    get forRegExp(): RegExp {
-      return (pattern ??= netlifyRulePattern(forPath));
-    },
-  };
+class LazyRule implements HeaderRule {
+  readonly for: string;
+  private pattern?: RegExp;
+  constructor(
+    forPath: string,
+    readonly values: Record<string, string>,
+  ) {
+    this.for = forPath;
+  }
+  get forRegExp(): RegExp {
+    return (this.pattern ??= netlifyRulePattern(this.for));
+  }
 }
 
 /** The parser's merge step: of rules with the same path and the same headers, the last one is kept. */
