@@ -115,6 +115,7 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
     env: options.env ?? process.env,
     dispatcher,
     http: options.http,
+    cacheDir: store.dir,
     shared: <T>(key: string, make: () => T): T => {
       if (!shared.has(key)) shared.set(key, make());
       return shared.get(key) as T;
