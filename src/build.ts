@@ -16,6 +16,7 @@ import { expandSelections, saveSelections, type SelectionReport } from './resolv
 import { openSource } from './sources/kinds.ts';
 import type { SourceContext } from './sources/source.ts';
 import { ContentStore, type LinkMode } from './store/store.ts';
+import { explainDiskError, type BuildFolder } from './util/disk-full.ts';
 import { RegistrishError } from './util/errors.ts';
 import { formatBytes, shortDigest } from './util/format.ts';
 import type { Logger } from './util/log.ts';
@@ -120,6 +121,7 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
   const { logger } = options;
   const config = await loadConfig(options.images);
   const store = new ContentStore(options.cacheDir);
+  const cache: BuildFolder = { role: 'cache', dir: store.dir };
   await cleanTemp(store.dir);
   const ownDispatcher = options.dispatcher ? undefined : createAgent();
   const dispatcher = options.dispatcher ?? ownDispatcher!;
@@ -129,6 +131,7 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
     env: options.env ?? process.env,
     dispatcher,
     http: options.http,
+    cacheDir: store.dir,
     shared: <T>(key: string, make: () => T): T => {
       if (!shared.has(key)) shared.set(key, make());
       return shared.get(key) as T;
@@ -182,17 +185,20 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
     // Nothing may keep writing into the cache after the build has failed.
     await fetcher.finish().catch(() => {});
     await close();
-    throw err;
+    throw await explainDiskError(err, cache, () => fetcher.missingBytes());
   }
   let downloads: Promise<FetchStats> | undefined;
+  const cacheFull = async (err: unknown): Promise<never> => {
+    throw await explainDiskError(err, cache, () => fetcher.missingBytes());
+  };
   return {
     config,
     plan,
     selections,
     layout: layoutRegistry(plan),
     store,
-    downloads: () => (downloads ??= fetcher.finish()),
-    blobsNow: (digests) => fetcher.now(digests),
+    downloads: () => (downloads ??= fetcher.finish().catch(cacheFull)),
+    blobsNow: (digests) => fetcher.now(digests).catch(cacheFull),
     close,
     started,
   };
@@ -229,9 +235,20 @@ export async function publishRegistry(resolved: ResolvedRegistry, options: Publi
   for (const warning of rendered.warnings) logger.warn(warning);
   // Blobs reach the store before v2/ names them: a site deployed after this build never points at a missing blob.
   const blobStore = options.blobs ? await sendBlobsToStore(resolved, layout, options) : undefined;
-  await writeRegistryTree(layout, resolved.store, options.outputDir, { linkMode: options.linkMode, hostFiles: rendered.files });
+  const output: BuildFolder = { role: 'output', dir: path.resolve(options.outputDir) };
+  try {
+    await writeRegistryTree(layout, resolved.store, options.outputDir, { linkMode: options.linkMode, hostFiles: rendered.files });
+  } catch (err) {
+    throw await explainDiskError(err, output, async () => {
+      // Hard links cannot cross filesystems: the store copies instead (linkInto), and copies take space.
+      const [cacheDev, outDev] = await Promise.all([stat(resolved.store.dir), stat(output.dir)]).then((s) => s.map((x) => x.dev));
+      return treeBytes(layout, cacheDev === outDev ? options.linkMode : 'copy', rendered.files);
+    });
+  }
   // Only a build that published is the "last build" the next one compares its tag choices with.
-  await saveSelections(resolved.store.dir, resolved.selections);
+  await saveSelections(resolved.store.dir, resolved.selections).catch(async (err: unknown) => {
+    throw await explainDiskError(err, { role: 'cache', dir: resolved.store.dir }, async () => undefined);
+  });
   return summarize(resolved, stats, layout, blobStore);
 }
 
@@ -373,6 +390,19 @@ function imageLine(r: ImageReport, plan: Plan, stats: FetchStats): string {
     attached +
     verified
   );
+}
+
+/**
+ * Bytes a new `v2/` takes in the output while the previous one is still there (it is swapped in
+ * whole): the JSON bodies and host files, and every manifest and blob when they are copies rather
+ * than hard links into the cache.
+ */
+function treeBytes(layout: RegistryLayout, linkMode: LinkMode, hostFiles: Array<{ text: string }>): number {
+  // Blobs kept in an object store (`location`) have no file in the output.
+  const linked = layout.paths.filter((p) => !layout.bodies.has(p.file) && p.location === undefined);
+  const bodies = [...layout.bodies.values()].reduce((n, b) => n + Buffer.byteLength(b), 0);
+  const copies = linkMode === 'copy' ? linked.reduce((n, p) => n + p.size, 0) : 0;
+  return bodies + copies + hostFiles.reduce((n, f) => n + Buffer.byteLength(f.text), 0);
 }
 
 /** Temp files of a killed build are never valid content: drop those older than an hour. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -55,6 +55,19 @@ let client: S3Client;
 const agent = createAgent();
 /** Everything every deploy printed, for the credential check. */
 const allOutput: string[] = [];
+
+type S3ClientOptions = ConstructorParameters<typeof S3Client>[0];
+/** A client of the test bucket at `endpoint` through `dispatcher`, with `extra` options. */
+const bucketClient = (endpoint: string, dispatcher: NonNullable<S3ClientOptions['dispatcher']>, extra: Partial<S3ClientOptions> = {}) =>
+  new S3Client({
+    endpoint: new URL(endpoint),
+    region: 'us-east-1',
+    bucket: BUCKET,
+    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
+    pathStyle: true,
+    dispatcher,
+    ...extra,
+  });
 
 function requireTool(cmd: string): void {
   if (!hasCommand(cmd)) throw new Error(`${cmd} is not installed: run "sudo bash scripts/install-test-deps.sh" (Debian 12)`);
@@ -223,14 +236,7 @@ beforeAll(async () => {
   desForS3rver();
   s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: path.join(project, 's3'), silent: true, configureBuckets: [{ name: BUCKET }] });
   s3Url = `http://127.0.0.1:${(await s3.run()).port}`;
-  client = new S3Client({
-    endpoint: new URL(s3Url),
-    region: 'us-east-1',
-    bucket: BUCKET,
-    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
-    pathStyle: true,
-    dispatcher: agent,
-  });
+  client = bucketClient(s3Url, agent);
   // Starts while the upstream is seeded and the registry built; a failure is reported by the pull test.
   const daemon = hasCommand('containerd') ? startContainerd().catch((e: unknown) => void (containerdError = e)) : undefined;
   up = await startRegistry({ storageDir: path.join(project, 'upstream') });
@@ -610,14 +616,7 @@ describe('deploy to an S3-compatible store', () => {
         expect(r.err).not.toContain(secret);
       }
       // The errors thrown by the client (message and hint) carry neither either.
-      const direct = new S3Client({
-        endpoint: new URL(endpoint),
-        region: 'us-east-1',
-        bucket: BUCKET,
-        credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET, sessionToken: SESSION },
-        pathStyle: true,
-        dispatcher: agent,
-      });
+      const direct = bucketClient(endpoint, agent, { credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET, sessionToken: SESSION } });
       const err = await direct.put('stub/obj', { kind: 'buffer', data: Buffer.from('x') }, 'a'.repeat(64), {}).then(
         () => undefined,
         (e: unknown) => e as Error & { hint?: string },
@@ -868,12 +867,26 @@ describe('the cost of a redeploy', () => {
 });
 
 describe('S3 client', () => {
-  it('streams a large file from disk and refuses one over 5 GiB before sending anything', async () => {
-    const { createHash, randomBytes } = await import('node:crypto');
-    const data = randomBytes(3 * 1024 * 1024 + 17);
-    const file = path.join(project, 'big.bin');
+  /** `bytes` random bytes in a file of the project folder, with their sha256 (hex). */
+  const randomFile = (name: string, bytes: number) => {
+    const data = randomBytes(bytes);
+    const file = path.join(project, name);
     writeFileSync(file, data);
-    const sha = createHash('sha256').update(data).digest('hex');
+    return { data, file, sha: createHash('sha256').update(data).digest('hex') };
+  };
+  /** One that uploads anything over 5 MiB in 5 MiB parts, recording every request it sends in `sent` (to see the parts). */
+  const partedClient = (sent: string[]) =>
+    bucketClient(
+      s3Url,
+      agent.compose((dispatch) => (opts, handler) => {
+        sent.push(`${opts.method} ${opts.path}`);
+        return dispatch(opts, handler);
+      }),
+      { multipartThreshold: 5 * 1024 * 1024, partSize: 5 * 1024 * 1024 },
+    );
+
+  it('streams a large file from disk and refuses one over 5 GiB before sending anything', async () => {
+    const { data, file, sha } = randomFile('big.bin', 3 * 1024 * 1024 + 17);
     await client.put('big/object', { kind: 'file', path: file, size: data.length }, sha, { 'content-type': 'application/octet-stream' });
     const res = await fetch(`${s3Url}/${BUCKET}/big/object`);
     expect(Buffer.from(await res.arrayBuffer()).equals(data)).toBe(true);
@@ -881,26 +894,9 @@ describe('S3 client', () => {
   });
 
   it('uploads a large file in parts (multipart), with its metadata', async () => {
-    const { createHash, randomBytes } = await import('node:crypto');
-    const data = randomBytes(12 * 1024 * 1024 + 5);
-    const file = path.join(project, 'parts.bin');
-    writeFileSync(file, data);
-    const sha = createHash('sha256').update(data).digest('hex');
+    const { data, file, sha } = randomFile('parts.bin', 12 * 1024 * 1024 + 5);
     const sent: string[] = [];
-    const parted = new S3Client({
-      endpoint: new URL(s3Url),
-      region: 'us-east-1',
-      bucket: BUCKET,
-      credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
-      pathStyle: true,
-      // Records what is sent, to see the parts.
-      dispatcher: agent.compose((dispatch) => (opts, handler) => {
-        sent.push(`${opts.method} ${opts.path}`);
-        return dispatch(opts, handler);
-      }),
-      multipartThreshold: 5 * 1024 * 1024,
-      partSize: 5 * 1024 * 1024,
-    });
+    const parted = partedClient(sent);
     const headers = { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_CACHE, 'x-amz-meta-digest': `sha256:${sha}` };
     const stored = await parted.putFile('parts/blob', file, data.length, sha, headers);
     // What the deploy record keeps: the ETag CompleteMultipartUpload answered is the one listings show.
@@ -919,25 +915,10 @@ describe('S3 client', () => {
   });
 
   it('aborts a multipart upload whose whole file does not have the expected digest', async () => {
-    const { createHash, randomBytes } = await import('node:crypto');
-    const data = randomBytes(11 * 1024 * 1024);
-    const file = path.join(project, 'parts-wrong.bin');
-    writeFileSync(file, data);
+    const { data, file } = randomFile('parts-wrong.bin', 11 * 1024 * 1024);
     const wrong = createHash('sha256').update('something else').digest('hex');
     const sent: string[] = [];
-    const parted = new S3Client({
-      endpoint: new URL(s3Url),
-      region: 'us-east-1',
-      bucket: BUCKET,
-      credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
-      pathStyle: true,
-      dispatcher: agent.compose((dispatch) => (opts, handler) => {
-        sent.push(`${opts.method} ${opts.path}`);
-        return dispatch(opts, handler);
-      }),
-      multipartThreshold: 5 * 1024 * 1024,
-      partSize: 5 * 1024 * 1024,
-    });
+    const parted = partedClient(sent);
     const headers = { 'content-type': 'application/octet-stream', 'x-amz-meta-digest': `sha256:${wrong}` };
     await expect(parted.putFile('parts/wrong', file, data.length, wrong, headers)).rejects.toThrow(/no longer has the expected sha256.*aborted/u);
     // Created, parts sent, then aborted (DELETE ?uploadId), never completed.
@@ -958,18 +939,9 @@ describe('S3 client', () => {
       else res.writeHead(503).end();
       return true;
     });
-    const retrying = new S3Client({
-      endpoint: new URL(flaky.endpoint),
-      region: 'us-east-1',
-      bucket: BUCKET,
-      credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET },
-      pathStyle: true,
-      dispatcher: agent,
-      retryBaseMs: 5,
-    });
+    const retrying = bucketClient(flaky.endpoint, agent, { retryBaseMs: 5 });
     try {
       const body = Buffer.from('retried');
-      const { createHash } = await import('node:crypto');
       await retrying.put('retry/obj', { kind: 'buffer', data: body }, createHash('sha256').update(body).digest('hex'), { 'content-type': 'text/plain' });
       expect((await retrying.head('retry/obj'))?.contentType).toBe('text/plain');
       expect(await retrying.list('retry/')).toEqual(['retry/obj']);

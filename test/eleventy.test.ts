@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { matchHeaders, loadHeaderRules } from '../src/serve/server.ts';
+import { matchHeaders, loadHeaderRules } from '../src/serve/header-rules.ts';
 import { makeTempDir, removeDir, run, waitFor } from './harness/procs.ts';
 
 // The plugin inside real Eleventy 3, as users run it: this repository's own config

@@ -2,7 +2,8 @@ import { writeFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRegistry, type BuildSummary } from '../src/build.ts';
+import { type BuildSummary } from '../src/build.ts';
+import { testBuild } from './harness/build.ts';
 import { corruptJsonDigit, diffSnapshots, integrityProblems, snapshotTree, startCdn, startFaultProxy, type Cdn, type Fault, type FaultProxy } from './harness/fault-proxy.ts';
 import { seedUpstream, type Fixtures, type ImageFixture } from './harness/images.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
@@ -74,19 +75,14 @@ async function scenario(opts: { entries: unknown[]; fault: Fault; via?: FaultPro
   const cache = path.join(dir, '.cache', 'registrish');
   const logs: string[] = [];
   const images = path.join(dir, 'images.json');
-  const build = () =>
-    buildRegistry({
-      images,
-      outputDir: out,
-      cacheDir: cache,
-      hosts: ['netlify'],
-      imageConcurrency: 4,
-      blobConcurrency: 4,
-      linkMode: 'hardlink',
-      logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) },
-      env: { REGISTRISH_AUTH: JSON.stringify({ [tokProxy.host]: `${TOKEN.user}:${TOKEN.pass}` }), DOCKER_CONFIG: path.join(dir, 'none') },
-      http: opts.http ?? FAST,
-    });
+  const build = async () =>
+    (
+      await testBuild(images, out, cache, {
+        logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) },
+        env: { REGISTRISH_AUTH: JSON.stringify({ [tokProxy.host]: `${TOKEN.user}:${TOKEN.pass}` }), DOCKER_CONFIG: path.join(dir, 'none') },
+        http: opts.http ?? FAST,
+      })
+    ).summary;
 
   via.reset();
   await writeFile(images, JSON.stringify({ images: [{ source: `${via.host}/docker/single:v1`, name: 'previous' }] }));
@@ -142,6 +138,34 @@ const isBlob = (c: { req: { method?: string }; url: URL }, digest?: string) =>
 const isManifest = (c: { req: { method?: string }; url: URL }, method = 'GET') =>
   c.req.method === method && c.url.pathname.includes('/manifests/');
 
+type FaultCall = Parameters<Fault>[0];
+type Answer = Awaited<ReturnType<FaultCall['forward']>>;
+
+/**
+ * A fault on the first GET of blob `digest`: `bend` sends the upstream's answer bent. Later GETs
+ * pass through, or, with `forward` (options for the request upstream), are forwarded with them too.
+ */
+function firstBlobGet(digest: string, bend: (c: FaultCall, a: Answer) => void, forward?: Parameters<FaultCall['forward']>[0]): Fault {
+  let faulted = false;
+  return async (c) => {
+    if (!isBlob(c, digest) || (faulted && !forward)) return;
+    const a = await c.forward(forward);
+    if (faulted) c.send(a);
+    else bend(c, a);
+    faulted = true;
+    return true;
+  };
+}
+
+/** A fault on every GET of blob `digest`: the upstream's answer, as `change` makes it, is sent. */
+function everyBlobGet(digest: string, change: (a: Answer) => Answer): Fault {
+  return async (c) => {
+    if (!isBlob(c, digest)) return;
+    c.send(change(await c.forward()));
+    return true;
+  };
+}
+
 const single = () => fx['oci/single:1.0'];
 const multi = () => fx['oci/multi:1.0'];
 const singleEntry = () => ({ source: `${proxy.host}/oci/single:1.0` });
@@ -152,54 +176,23 @@ const bigBlob = () => single().blobs.reduce((a, b) => (single().blobSizes[a] >= 
 describe('transient faults end in a verified build', () => {
   it('connection reset in the middle of a blob: resumed with Range', async () => {
     const d = bigBlob();
-    const o = await scenario({
-      entries: [singleEntry()],
-      fault: async (c) => {
-        if (!isBlob(c, d) || c.req.headers.range) return;
-        const a = await c.forward();
-        c.resetAfter(a, Math.floor(a.body.length / 2));
-        return true;
-      },
-    });
+    const o = await scenario({ entries: [singleEntry()], fault: firstBlobGet(d, (c, a) => c.resetAfter(a, Math.floor(a.body.length / 2))) });
     await expectPublished(o, 'oci/single', '1.0', single());
     expect(o.requests.some((r) => r.includes(d) && /\[bytes=\d+-\] → 206/.test(r))).toBe(true);
   });
 
   it('connection reset mid-blob on an upstream that ignores Range: starts over from byte 0', async () => {
     const d = bigBlob();
-    let faulted = false;
-    const o = await scenario({
-      entries: [singleEntry()],
-      fault: async (c) => {
-        if (!isBlob(c, d)) return;
-        // Ask upstream without the Range header: a 200 with the whole blob, as servers without Range support answer.
-        const a = await c.forward({ headers: { range: undefined } });
-        if (faulted) {
-          c.send(a);
-          return true;
-        }
-        faulted = true;
-        c.resetAfter(a, Math.floor(a.body.length / 2));
-        return true;
-      },
-    });
+    // Every GET asks upstream without the Range header: a 200 with the whole blob, as servers without Range support answer.
+    const fault = firstBlobGet(d, (c, a) => c.resetAfter(a, Math.floor(a.body.length / 2)), { headers: { range: undefined } });
+    const o = await scenario({ entries: [singleEntry()], fault });
     await expectPublished(o, 'oci/single', '1.0', single());
     expect(o.requests.some((r) => r.includes(d) && /\[bytes=\d+-\] → 200/.test(r))).toBe(true);
   });
 
   it('body shorter than its Content-Length (clean close): resumed', async () => {
     const d = bigBlob();
-    let faulted = false;
-    const o = await scenario({
-      entries: [singleEntry()],
-      fault: async (c) => {
-        if (!isBlob(c, d) || faulted) return;
-        faulted = true;
-        const a = await c.forward();
-        c.closeAfter(a, 10);
-        return true;
-      },
-    });
+    const o = await scenario({ entries: [singleEntry()], fault: firstBlobGet(d, (c, a) => c.closeAfter(a, 10)) });
     await expectPublished(o, 'oci/single', '1.0', single());
     expect(o.requests.filter((r) => r.includes(d)).length).toBeGreaterThanOrEqual(2);
   });
@@ -266,19 +259,14 @@ describe('transient faults end in a verified build', () => {
 
   it('blob body stalled past the timeout mid-way: resumed', async () => {
     const d = bigBlob();
-    let faulted = false;
     const o = await scenario({
       entries: [singleEntry()],
       http: { ...FAST, bodyTimeoutMs: 300 },
-      fault: async (c) => {
-        if (!isBlob(c, d) || faulted) return;
-        faulted = true;
-        const a = await c.forward();
+      fault: firstBlobGet(d, (c, a) => {
         c.res.writeHead(a.status, a.headers);
         c.res.write(a.body.subarray(0, 20));
         stall(c);
-        return true;
-      },
+      }),
     });
     await expectPublished(o, 'oci/single', '1.0', single());
     expect(o.requests.some((r) => r.includes(d) && r.includes('[bytes=20-] → 206'))).toBe(true);
@@ -345,14 +333,11 @@ describe('permanent faults fail with one clear message and lose nothing', () => 
     const d = bigBlob();
     const o = await scenario({
       entries: [singleEntry()],
-      fault: async (c) => {
-        if (!isBlob(c, d)) return;
-        const a = await c.forward();
+      fault: everyBlobGet(d, (a) => {
         a.body = Buffer.concat([a.body, Buffer.from('trailing garbage')]);
         delete a.headers['content-length'];
-        c.send(a);
-        return true;
-      },
+        return a;
+      }),
     });
     expectFailure(o, src(), new RegExp(`blob ${d}.*more than the ${single().blobSizes[d]} bytes`));
     expect(o.message).toContain(blobUrl(d));
@@ -362,14 +347,11 @@ describe('permanent faults fail with one clear message and lose nothing', () => 
     const d = bigBlob();
     const o = await scenario({
       entries: [singleEntry()],
-      fault: async (c) => {
-        if (!isBlob(c, d)) return;
-        const a = await c.forward();
+      fault: everyBlobGet(d, (a) => {
         a.body = Buffer.from(a.body);
         a.body[10] ^= 0xff;
-        c.send(a);
-        return true;
-      },
+        return a;
+      }),
     });
     expectFailure(o, src(), new RegExp(`blob ${d}: downloaded bytes hash to sha256:[a-f0-9]{64}; refusing to store them`));
     expect(o.message).toContain(blobUrl(d));
@@ -493,13 +475,10 @@ describe('permanent faults fail with one clear message and lose nothing', () => 
     const d = bigBlob();
     const o = await scenario({
       entries: [singleEntry()],
-      fault: async (c) => {
-        if (!isBlob(c, d)) return;
-        const a = await c.forward();
+      fault: everyBlobGet(d, (a) => {
         const body = zlib.gzipSync(a.body);
-        c.send({ status: 200, headers: { ...a.headers, 'content-encoding': 'gzip', 'content-length': String(body.length) }, body });
-        return true;
-      },
+        return { status: 200, headers: { ...a.headers, 'content-encoding': 'gzip', 'content-length': String(body.length) }, body };
+      }),
     });
     expectFailure(o, src(), new RegExp(`blob ${d}: the upstream sent it with Content-Encoding "gzip"`));
     expect(o.message).toContain(blobUrl(d));

@@ -15,7 +15,7 @@ import {
   planNetlifyRules,
   renderNetlifyHeaders,
 } from '../src/hosts/netlify.ts';
-import { loadHeaderRules, matchHeaders, matchingRules, type HeaderRule } from '../src/serve/server.ts';
+import { loadHeaderRules, matchHeaders, matchingRules, type HeaderRule } from '../src/serve/header-rules.ts';
 import { makeTempDir, removeDir } from './harness/procs.ts';
 import { BEGIN_MARKER, END_MARKER, mergeHeadersFile, netlifyRulePattern } from '../src/hosts/headers-file.ts';
 import { type PublishedPath } from '../src/model/published-path.ts';

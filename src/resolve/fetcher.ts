@@ -31,6 +31,8 @@ export class BlobFetcher {
   private readonly queued = new Map<string, BlobNeed[]>();
   /** Every download started, by digest (it settles when the blob is in the store or has failed). */
   private readonly started = new Map<string, Promise<void>>();
+  /** Size of every blob asked for, by digest. */
+  private readonly sizes = new Map<string, number>();
   private running = 0;
   private failed?: { error: unknown };
 
@@ -46,6 +48,7 @@ export class BlobFetcher {
   ) {}
 
   add(need: BlobNeed): void {
+    this.sizes.set(need.digest, need.size);
     // Largest first (the longest download should not be the last one to start); among blobs of
     // one size, first come first: inserted before the equal ones, since the end starts first.
     let lo = 0;
@@ -83,6 +86,13 @@ export class BlobFetcher {
     }
     await Promise.all(waits);
     if (this.failed) throw this.failed.error;
+  }
+
+  /** Bytes of the blobs asked for so far that are not in the store (what a full disk still lacked). */
+  async missingBytes(): Promise<number> {
+    let missing = 0;
+    for (const [digest, size] of this.sizes) if (!(await this.store.has(digest, size))) missing += size;
+    return missing;
   }
 
   private pump(): void {

@@ -4,7 +4,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { parseAllHeaders, type Header } from '@netlify/headers-parser';
 import { RegistrishError } from '../util/errors.ts';
 import type { HeaderList } from '../publish/headers.ts';
 import { ERROR_CONTENT_TYPE, notFoundBody, notFoundKind } from '../publish/not-found.ts';
@@ -13,47 +12,18 @@ import type { PublishedPath } from '../model/published-path.ts';
 import { DIGEST_PATTERN, digestPath } from '../model/digest.ts';
 import { blobRedirect, type BlobRedirect } from '../publish/blob-store.ts';
 import { PATHS_FILE, readPathsFile } from '../publish/paths-file.ts';
+import { HeaderRuleIndex, loadHeaderRules, matchHeaders } from './header-rules.ts';
 
-// Preview server: serves a built output directory the way Netlify would, with `_headers` read by
-// Netlify's own parser, so `docker pull 127.0.0.1:8080/name:tag` can be tried before deploying
-// (`netlify dev` cannot: its proxy overwrites Content-Type).
+// Preview server: serves a built output directory the way Netlify would, with `_headers` read and
+// matched exactly as Netlify's parser reads them (./header-rules.ts), so `docker pull
+// 127.0.0.1:8080/name:tag` can be tried before deploying (`netlify dev` cannot: its proxy
+// overwrites Content-Type).
 //
 // Rule precedence (assumed, documented nowhere official): every rule whose path matches applies, in
 // file order, and for the same header name (compared case-insensitively) the later rule wins. That
 // is what `netlify dev` does with the parser's output (headersForPath: Object.assign over matching
 // rules) and what the parser does for a path listed twice. Cloudflare Pages would comma-join instead,
 // which is why the writer never emits overlapping rules.
-
-/** A parsed `_headers` rule, as @netlify/headers-parser returns it with `minimal: false`. */
-export type HeaderRule = Pick<Header, 'for' | 'forRegExp' | 'values'>;
-
-/** The rules whose path matches `urlPath` (decoded), in file order. */
-export function matchingRules(rules: readonly HeaderRule[], urlPath: string): HeaderRule[] {
-  // forRegExp is the parser's own: case-insensitive, `*` splat, `:placeholder` segments,
-  // optional trailing slash. It has no `g` flag, so test() keeps no state between calls.
-  return rules.filter((r) => r.forRegExp.test(urlPath));
-}
-
-/** Headers the matching rules give `urlPath`: all of them, the later rule winning per header name. */
-export function matchHeaders(rules: readonly HeaderRule[], urlPath: string): HeaderList {
-  const merged = new Map<string, [string, string]>();
-  for (const rule of matchingRules(rules, urlPath)) {
-    for (const [name, value] of Object.entries(rule.values)) merged.set(name.toLowerCase(), [name, value]);
-  }
-  return [...merged.values()];
-}
-
-/** Reads a `_headers` file with Netlify's parser; throws listing every error it reports. */
-export async function loadHeaderRules(file: string): Promise<HeaderRule[]> {
-  const { headers, errors } = await parseAllHeaders({ headersFiles: [file], configHeaders: [], minimal: false });
-  if (errors.length > 0) {
-    const list = errors.map((e) => `  - ${e.message.replace(/\n/gu, '\n    ')}`).join('\n');
-    throw new RegistrishError(`${file}: Netlify's _headers parser reports ${errors.length} error(s):\n${list}`, {
-      hint: 'Netlify would ignore these lines too; fix the file (or rebuild) and request again.',
-    });
-  }
-  return headers.filter((h): h is Header => 'forRegExp' in h);
-}
 
 /** Netlify ignores custom values for these (docs: "Custom headers" limitations); so do we. */
 const HOST_OWNED_HEADERS = new Set(
@@ -168,8 +138,8 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
   const headersFile = path.join(root, '_headers');
 
   // `_headers` is re-read when it changes, so a rebuild is picked up without a restart.
-  let cache: { key: string; rules: Promise<HeaderRule[]> } | undefined;
-  const rulesNow = async (): Promise<HeaderRule[]> => {
+  let cache: { key: string; rules: Promise<HeaderRuleIndex> } | undefined;
+  const rulesNow = async (): Promise<HeaderRuleIndex> => {
     let key = 'missing';
     try {
       const st = await fsp.stat(headersFile);
@@ -178,7 +148,7 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
       if (errnoCode(e) !== 'ENOENT') throw e;
     }
     if (cache?.key !== key) {
-      cache = { key, rules: key === 'missing' ? Promise.resolve([]) : loadHeaderRules(headersFile) };
+      cache = { key, rules: key === 'missing' ? Promise.resolve(new HeaderRuleIndex([])) : loadHeaderRules(headersFile) };
       cache.rules.catch(() => {}); // reported to each request that awaits it
     }
     return cache.rules;
@@ -314,7 +284,7 @@ export async function startPreviewServer(options: PreviewServerOptions): Promise
       if (!st.isFile()) return notFound();
       if (path.dirname(file) === root && CONFIG_FILES.has(path.basename(file).toLowerCase())) return notFound();
 
-      let rules: HeaderRule[];
+      let rules: HeaderRuleIndex;
       try {
         rules = await rulesNow();
       } catch (e) {

@@ -4,9 +4,10 @@ import { defaultRepositoryName, parseReference } from '../model/reference.ts';
 import { sha256 } from '../model/digest.ts';
 import type { OpenedBlob } from '../store/store.ts';
 import { IntegrityError, NotFoundError, RegistrishError } from '../util/errors.ts';
-import { quote } from '../util/format.ts';
-import { parseArchiveSource, sharedArchive, TarArchive, type ArchiveMember } from './archive/archive.ts';
-import type { ImageSource, ManifestBytes, SourceKind, SourceRef, TagTarget } from './source.ts';
+import { formatBytes, quote } from '../util/format.ts';
+import { LAYER_BOMB_HINT, inflateRatio, parseArchiveSource, sharedArchive, type ArchiveMember, type TarArchive } from './archive/archive.ts';
+import { openArchive } from './archive/scan-index.ts';
+import type { ImageSource, ManifestBytes, SourceContext, SourceKind, SourceRef, TagTarget } from './source.ts';
 
 // What `docker save`, `podman save` (docker-archive, the default) and `skopeo copy … docker-archive:`
 // write, as a source: `docker-archive:PATH[:NAME:TAG|:@INDEX]`, skopeo's syntax. The archive holds
@@ -57,7 +58,7 @@ export const dockerArchiveKind: SourceKind<DockerArchiveRef> = {
   describe: (ref) => ref.original,
   open(ref, ctx) {
     const label = `${PREFIX}${ref.file}`;
-    return new DockerArchiveSource(ref, sharedArchive(ctx, label, () => DockerArchive.load(ref.file, label)));
+    return new DockerArchiveSource(ref, sharedArchive(ctx, label, () => DockerArchive.load(ref.file, label, ctx)));
   },
 };
 
@@ -83,8 +84,8 @@ class DockerArchive {
     private readonly items: ManifestItem[],
   ) {}
 
-  static async load(file: string, label: string): Promise<DockerArchive> {
-    const tar = await TarArchive.scan(file, label, { inflate: true });
+  static async load(file: string, label: string, ctx: SourceContext): Promise<DockerArchive> {
+    const tar = await openArchive(file, label, ctx, { inflate: true, inflateRatio: inflateRatio(ctx.env) });
     if (!tar.member('manifest.json')) {
       throw new RegistrishError(`${label}: the archive has no manifest.json, so it is not what docker save writes`, {
         hint: tar.member('index.json') ? 'It holds an OCI layout (index.json): read it as "oci-archive:PATH".' : undefined,
@@ -159,6 +160,9 @@ class DockerArchive {
       let diffId: string;
       if (member.compression === 'gzip') {
         const inflated = member.inflated!;
+        if ('error' in inflated && inflated.bomb) {
+          throw new RegistrishError(`${tar.label}: member ${quote(member.name)} (${formatBytes(member.size)} of gzip) ${inflated.error}; refused as a decompression bomb`, { hint: LAYER_BOMB_HINT });
+        }
         if ('error' in inflated) return tar.fail(member.name, `is not a valid gzip stream (${inflated.error})`);
         mediaType = DOCKER_LAYER;
         diffId = inflated.digest;

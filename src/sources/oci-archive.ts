@@ -4,8 +4,9 @@ import { defaultRepositoryName, isValidTag, parseReference } from '../model/refe
 import type { OpenedBlob } from '../store/store.ts';
 import { NotFoundError, RegistrishError } from '../util/errors.ts';
 import { quote } from '../util/format.ts';
-import { parseArchiveSource, sharedArchive, TarArchive, type ArchiveMember } from './archive/archive.ts';
-import type { ImageSource, ManifestBytes, SourceKind, SourceRef, TagTarget } from './source.ts';
+import { inflateRatio, parseArchiveSource, sharedArchive, type ArchiveMember, type TarArchive } from './archive/archive.ts';
+import { openArchive } from './archive/scan-index.ts';
+import type { ImageSource, ManifestBytes, SourceContext, SourceKind, SourceRef, TagTarget } from './source.ts';
 
 // A tarred OCI image layout (what `podman save --format oci-archive` and `skopeo copy …
 // oci-archive:` write) as a source: `oci-archive:PATH[:NAME]`, skopeo's syntax, NAME being the
@@ -56,7 +57,7 @@ export const ociArchiveKind: SourceKind<OciArchiveRef> = {
   describe: (ref) => ref.original,
   open(ref, ctx) {
     const label = `${PREFIX}${ref.file}`;
-    return new OciArchiveSource(ref, sharedArchive(ctx, label, () => OciArchive.load(ref.file, label)));
+    return new OciArchiveSource(ref, sharedArchive(ctx, label, () => OciArchive.load(ref.file, label, ctx)));
   },
 };
 
@@ -67,8 +68,8 @@ class OciArchive {
     readonly manifests: Descriptor[],
   ) {}
 
-  static async load(file: string, label: string): Promise<OciArchive> {
-    const tar = await TarArchive.scan(file, label);
+  static async load(file: string, label: string, ctx: SourceContext): Promise<OciArchive> {
+    const tar = await openArchive(file, label, ctx, { inflateRatio: inflateRatio(ctx.env) });
     if (!tar.member('index.json')) {
       throw new RegistrishError(`${label}: the archive has no index.json, so it is not an OCI image layout`, {
         hint: tar.member('manifest.json') ? 'It holds a manifest.json, as docker save writes: read it as "docker-archive:PATH".' : undefined,

@@ -90,6 +90,8 @@ export interface ParsedSource<R extends SourceRef = SourceRef> {
 export interface SourceContext {
   logger: Logger;
   env: NodeJS.ProcessEnv;
+  /** The build's cache folder: sources may keep what they learned there (an archive's member index). */
+  cacheDir?: string;
   /** The build's HTTP connection pool. */
   dispatcher: Dispatcher;
   http?: HttpTuning;

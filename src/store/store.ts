@@ -235,6 +235,10 @@ export class ContentStore {
       throw new RegistrishError(`${what}: download failed after ${retries + 1} attempts: ${errorText(lastError)}`, {
         cause: lastError,
       });
+    } catch (err) {
+      // A disk that refused the write says only `ENOSPC: …, write`: name the blob it was for.
+      if (err instanceof Error && 'syscall' in err && !err.message.includes(what)) err.message = `${what}: ${err.message}`;
+      throw err;
     } finally {
       await fh.close().catch(() => {});
       await rm(tmp, { force: true });

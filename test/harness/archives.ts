@@ -4,6 +4,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { dockerCli } from './clients.ts';
 import { buildManifest, makeLayer, sha256, type Layer } from './images.ts';
 import { makeTempDir, removeDir, run } from './procs.ts';
@@ -143,6 +144,19 @@ export function docker25Members(image: SavedImage, repoTag: string, tag: string)
     { name: `${v1}/layer.tar`, type: '2', linkName: `../${blobName(blobs[0]!)}` },
     { name: 'manifest.json', content: JSON.stringify([{ Config: `blobs/sha256/${image.configDigest.slice(7)}`, RepoTags: [repoTag], Layers: blobs.map(blobName) }]) },
   ];
+}
+
+/**
+ * A tar stream whose one member `name` is `bytes` of zeros, gzip-compressed as concatenated gzip
+ * members (gunzip reads them as one stream): 16 MiB of zeros compress to ~16 KiB, written once and
+ * repeated, so gigabytes cost megabytes and no time to make.
+ */
+export function zeroTarGz(name: string, bytes: number): Buffer {
+  const zeros = zlib.gzipSync(Buffer.alloc(16 * 1024 * 1024), { level: 9 });
+  const parts = [zlib.gzipSync(rawTar([{ name, headerSize: bytes }], { end: false }))];
+  for (let left = bytes; left > 0; left -= 16 * 1024 * 1024) parts.push(zeros);
+  parts.push(zlib.gzipSync(Buffer.alloc(1024)));
+  return Buffer.concat(parts);
 }
 
 /**

@@ -25,6 +25,38 @@ export const MAX_JSON_BYTES = MAX_MANIFEST_BYTES;
 const MAX_JSON_TOTAL = 64 * 1024 * 1024;
 /** Members listed in memory; docker save writes about four per layer, so this is thousands of images. */
 const MAX_MEMBERS = 100_000;
+/**
+ * Bytes a gzip stream may inflate to per byte it holds (deflate's own maximum is about 1,032):
+ * image data compresses 2–10×, a decompression bomb ~1,000× (or far more, nested). Settable with
+ * REGISTRISH_MAX_INFLATE_RATIO for an archive that really holds that much emptiness.
+ */
+export const DEFAULT_INFLATE_RATIO = 100;
+/** Whatever the ratio, this much may always be inflated (a small archive of text compresses well). */
+const INFLATE_FLOOR = 256 * 1024 * 1024;
+
+/** Most bytes `compressed` bytes of gzip may inflate to. */
+export function inflateLimit(compressed: number, ratio = DEFAULT_INFLATE_RATIO): number {
+  return Math.max(INFLATE_FLOOR, compressed * ratio);
+}
+
+/** The ratio in REGISTRISH_MAX_INFLATE_RATIO, or the default; a RegistrishError for a value that is not a number ≥ 1. */
+export function inflateRatio(env: NodeJS.ProcessEnv): number {
+  const text = env.REGISTRISH_MAX_INFLATE_RATIO;
+  if (text === undefined || text === '') return DEFAULT_INFLATE_RATIO;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 1) throw new RegistrishError(`REGISTRISH_MAX_INFLATE_RATIO must be a number ≥ 1, not ${quote(text)}`);
+  return n;
+}
+
+const BOMB_HINT =
+  'A gzip stream that inflates this far is refused as a decompression bomb. If the archive really holds that much, ' +
+  'decompress it yourself first (gunzip it: an uncompressed archive is read in place, without this limit), or raise ' +
+  `REGISTRISH_MAX_INFLATE_RATIO (default ${DEFAULT_INFLATE_RATIO}).`;
+
+/** For a gzip layer inside the archive (its diff_id is the hash of what it inflates to). */
+export const LAYER_BOMB_HINT =
+  'A gzip layer that inflates this far is refused as a decompression bomb. If the image really holds that much, raise ' +
+  `REGISTRISH_MAX_INFLATE_RATIO (default ${DEFAULT_INFLATE_RATIO}) for this build.`;
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 
@@ -35,7 +67,7 @@ export interface ArchiveMember extends TarHeader {
   /** Regular files: what the first bytes say. */
   compression?: Compression;
   /** With `inflate`: sha256 of the decompressed bytes of a gzip member (or why it could not be read). */
-  inflated?: { digest: string } | { error: string };
+  inflated?: { digest: string } | { error: string; bomb?: boolean };
   /** Small members that look like JSON (start with `{` or `[`). */
   json?: Buffer;
 }
@@ -43,6 +75,8 @@ export interface ArchiveMember extends TarHeader {
 export interface ScanOptions {
   /** Also hash what gzip members decompress to (a docker archive's compressed layers, checked against diff_ids). */
   inflate?: boolean;
+  /** Bytes of gzip may inflate to this many times their size (DEFAULT_INFLATE_RATIO; see inflateLimit). */
+  inflateRatio?: number;
 }
 
 /** What the `source` syntax of every archive kind shares (see parseArchiveSource). */
@@ -106,11 +140,15 @@ export class TarArchive {
     readonly label: string,
     readonly gzip: boolean,
     readonly members: ReadonlyMap<string, ArchiveMember>,
+    /** Bytes the gzip stream may inflate to (Infinity for a plain archive). */
+    private readonly inflateLimit: number,
   ) {}
 
   /** Reads the whole archive once (see the file comment). Throws a RegistrishError naming the archive and member. */
   static async scan(file: string, label: string, options: ScanOptions = {}): Promise<TarArchive> {
     const gzip = await sniffGzip(file, label);
+    const ratio = options.inflateRatio ?? DEFAULT_INFLATE_RATIO;
+    const limit = gzip ? inflateLimit((await stat(file)).size, ratio) : Infinity;
     const members = new Map<string, ArchiveMember>();
     const fail = (name: string, why: string, Kind = RegistrishError): never => {
       throw new Kind(`${label}: member ${quote(name)} ${why}`);
@@ -118,7 +156,7 @@ export class TarArchive {
     let jsonTotal = 0;
     let last: string | undefined;
     try {
-      for await (const entry of readTar(readChunks(file, gzip))) {
+      for await (const entry of readTar(readChunks(file, gzip, limit, label))) {
         last = entry.name;
         const name = normalizeMemberName(entry.name, (why) => fail(entry.name, why));
         if (name === '' && entry.type === 'directory') continue; // the archive's own root, "./"
@@ -134,7 +172,7 @@ export class TarArchive {
           dataOffset: entry.dataOffset,
         };
         if (entry.type === 'file') {
-          await digestMember(entry, member, options.inflate === true);
+          await digestMember(entry, member, options.inflate === true, ratio);
           if (member.json) {
             jsonTotal += member.json.length;
             if (jsonTotal > MAX_JSON_TOTAL) {
@@ -152,7 +190,13 @@ export class TarArchive {
     } catch (err) {
       throw archiveError(err, label, last);
     }
-    return new TarArchive(file, label, gzip, members);
+    return new TarArchive(file, label, gzip, members, limit);
+  }
+
+  /** An archive as an earlier scan of the same, unchanged file saw it (scan-index.ts). */
+  static async restore(file: string, label: string, gzip: boolean, members: Map<string, ArchiveMember>, options: ScanOptions): Promise<TarArchive> {
+    const limit = gzip ? inflateLimit((await stat(file)).size, options.inflateRatio ?? DEFAULT_INFLATE_RATIO) : Infinity;
+    return new TarArchive(file, label, gzip, members, limit);
   }
 
   /** A member by name (normalized as in the archive), or undefined. */
@@ -219,7 +263,7 @@ export class TarArchive {
   /** A gzip stream cannot seek: read it again up to the member and stream its bytes. */
   private async *rescan(target: ArchiveMember, offset: number): AsyncGenerator<Buffer> {
     try {
-      for await (const entry of readTar(readChunks(this.file, true))) {
+      for await (const entry of readTar(readChunks(this.file, true, this.inflateLimit, this.label))) {
         if (entry.dataOffset !== target.dataOffset || entry.size !== target.size) continue;
         let skip = offset;
         for await (const chunk of entry.body()) {
@@ -297,8 +341,11 @@ async function sniffGzip(file: string, label: string): Promise<boolean> {
   return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
 }
 
-/** The archive's tar stream: the file's bytes, through gunzip when it is gzip-compressed. */
-async function* readChunks(file: string, gzip: boolean): AsyncGenerator<Buffer> {
+/**
+ * The archive's tar stream: the file's bytes, through gunzip when it is gzip-compressed, stopping
+ * with a message past `limit` inflated bytes (a bomb would otherwise be read to its end).
+ */
+async function* readChunks(file: string, gzip: boolean, limit: number, label: string): AsyncGenerator<Buffer> {
   const raw = createReadStream(file, { highWaterMark: 256 * 1024 });
   if (!gzip) {
     try {
@@ -311,8 +358,19 @@ async function* readChunks(file: string, gzip: boolean): AsyncGenerator<Buffer> 
   const gunzip = createGunzip();
   raw.on('error', (err) => gunzip.destroy(err));
   raw.pipe(gunzip);
+  let inflated = 0;
   try {
-    yield* gunzip as AsyncIterable<Buffer>;
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      inflated += chunk.length;
+      if (inflated > limit) {
+        const size = (await stat(file)).size;
+        throw new RegistrishError(
+          `${label}: the archive inflates to more than ${formatBytes(limit)} (${formatBytes(size)} of gzip on disk, over ${Math.floor(limit / size)}× its size); refused as a decompression bomb`,
+          { hint: BOMB_HINT },
+        );
+      }
+      yield chunk;
+    }
   } finally {
     raw.destroy();
     gunzip.destroy();
@@ -331,7 +389,7 @@ function archiveError(err: unknown, label: string, member?: string): unknown {
 }
 
 /** Hashes a regular member as it streams by; notes its compression, and keeps it when it is small JSON. */
-async function digestMember(entry: TarMember, member: ArchiveMember, inflate: boolean): Promise<void> {
+async function digestMember(entry: TarMember, member: ArchiveMember, inflate: boolean, ratio: number): Promise<void> {
   const hash = createHash('sha256');
   // Chunks seen before the first 4 bytes (the compression magic) were known, for the inflater.
   let pending: Buffer[] | undefined = [];
@@ -342,7 +400,7 @@ async function digestMember(entry: TarMember, member: ArchiveMember, inflate: bo
   const decide = () => {
     const head = Buffer.concat(pending!).subarray(0, 4);
     member.compression = head[0] === 0x1f && head[1] === 0x8b ? 'gzip' : head.equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])) ? 'zstd' : 'none';
-    if (member.compression === 'gzip' && inflate) inflater = new Inflater();
+    if (member.compression === 'gzip' && inflate) inflater = new Inflater(inflateLimit(entry.size, ratio));
   };
   for await (const chunk of entry.body()) {
     hash.update(chunk);
@@ -373,15 +431,28 @@ async function digestMember(entry: TarMember, member: ArchiveMember, inflate: bo
   if (inflater) member.inflated = await inflater.end();
 }
 
-/** Hashes what a gzip member decompresses to, chunk by chunk; a damaged stream is noted, not thrown. */
+/**
+ * Hashes what a gzip member decompresses to, chunk by chunk; a damaged stream, or one that
+ * inflates past `limit` (a bomb: it is stopped there), is noted, not thrown.
+ */
 class Inflater {
   private readonly gunzip: Gunzip = createGunzip();
   private readonly hash = createHash('sha256');
   private failure: Error | undefined;
   private readonly done: Promise<void>;
+  private inflated = 0;
+  private bomb = false;
 
-  constructor() {
-    this.gunzip.on('data', (c: Buffer) => this.hash.update(c));
+  constructor(private readonly limit: number) {
+    this.gunzip.on('data', (c: Buffer) => {
+      this.inflated += c.length;
+      if (this.inflated > this.limit) {
+        this.bomb = true;
+        this.gunzip.destroy(new Error(`it inflates to more than ${formatBytes(this.limit)}`));
+        return;
+      }
+      this.hash.update(c);
+    });
     this.done = finished(this.gunzip).catch((err: Error) => {
       this.failure = err;
     });
@@ -392,9 +463,10 @@ class Inflater {
     if (!this.gunzip.write(chunk)) await Promise.race([once(this.gunzip, 'drain').catch(() => {}), this.done]);
   }
 
-  async end(): Promise<{ digest: string } | { error: string }> {
+  async end(): Promise<NonNullable<ArchiveMember['inflated']>> {
     if (!this.failure && !this.gunzip.destroyed) this.gunzip.end();
     await this.done;
+    if (this.bomb) return { error: `inflates to more than ${formatBytes(this.limit)}`, bomb: true };
     return this.failure ? { error: this.failure.message } : { digest: `sha256:${this.hash.digest('hex')}` };
   }
 }
