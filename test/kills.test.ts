@@ -9,11 +9,11 @@ import { writeBigArchive } from './harness/archives.ts';
 import { keyPair } from './harness/attachments.ts';
 import { seedSignedApp, type SignedApp } from './harness/attachments.ts';
 import { skopeoCopy } from './harness/clients.ts';
-import { integrityProblems } from './harness/fault-proxy.ts';
+import { integrityProblems, startFaultProxy, type FaultProxy } from './harness/fault-proxy.ts';
 import { entriesUnder } from './harness/fs-walk.ts';
 import { buildManifest, makeLayer, makeTar, pushImage, sha256, type BuiltImage, type Layer } from './harness/images.ts';
 import { countBy, killSeed, mtimeOf, namesIn, runAndKill, seeded, type KillRun } from './harness/kills.ts';
-import { makeTempDir, removeDir, run } from './harness/procs.ts';
+import { makeTempDir, removeDir, run, sleep } from './harness/procs.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 
 // Builds killed at random instants (issue 18): real `npx eleventy` processes, SIGKILLed as a whole
@@ -37,6 +37,8 @@ type Stage = (typeof STAGES)[number];
 
 let dir: string;
 let up: UpstreamRegistry;
+/** The upstream behind a slow link (8 MB/s for blobs), so that downloading lasts long enough to be killed in. */
+let link: FaultProxy;
 let signed: SignedApp;
 /** Tag → the digest skopeo must end up with. */
 const expected = new Map<string, string>();
@@ -62,9 +64,9 @@ async function push(name: string, tag: string, image: BuiltImage): Promise<void>
 function imagesJson(variant: 1 | 2): string {
   return JSON.stringify({
     images: [
-      { source: `${up.host}/big/app`, name: 'big/app', tags: variant === 1 ? ['1.0'] : ['1.0', '2.0'] },
-      { source: `${up.host}/rules/app`, name: 'rules/app', tags: { semver: '>=1.1', newest: variant === 1 ? 2 : 4 } },
-      { source: `${up.host}/${signed.name}:${signed.tag}`, name: signed.name, attachments: true },
+      { source: `${link.host}/big/app`, name: 'big/app', tags: variant === 1 ? ['1.0'] : ['1.0', '2.0'] },
+      { source: `${link.host}/rules/app`, name: 'rules/app', tags: { semver: '>=1.1', newest: variant === 1 ? 2 : 4 } },
+      { source: `${link.host}/${signed.name}:${signed.tag}`, name: signed.name, attachments: true },
       { source: 'docker-archive:archive.tar', name: 'archived/app' },
     ],
   });
@@ -229,7 +231,7 @@ interface Cycle {
 const DELAY: Record<Stage | 'time', [number, number]> = {
   time: [0, 0],
   'starting/resolving': [0, 0],
-  downloading: [0, 250],
+  downloading: [0, 600],
   'rendering pages': [0, 300],
   'writing v2/': [0, 40],
 };
@@ -290,12 +292,25 @@ beforeAll(async () => {
   }
   signed = await seedSignedApp(up.url, up.host, keyPair('ec'));
   expected.set(`${signed.name}:${signed.tag}`, signed.amd64.digest);
-  await writeBigArchive(path.join(dir, "archive.tar"), 3 << 20);
+  await writeBigArchive(path.join(dir, 'archive.tar'), 3 << 20);
+  link = await startFaultProxy({ target: up.url });
+  link.fault = async (ctx) => {
+    if (ctx.req.method !== 'GET' || !ctx.url.pathname.includes('/blobs/')) return false;
+    const a = await ctx.forward();
+    ctx.res.writeHead(a.status, { ...a.headers, 'content-length': String(a.body.length) });
+    for (let i = 0; i < a.body.length && !ctx.res.destroyed; i += 64 << 10) {
+      ctx.res.write(a.body.subarray(i, i + (64 << 10)));
+      await sleep(8);
+    }
+    ctx.res.end();
+    return true;
+  };
 }, 120_000);
 
 afterAll(async () => {
   const byPhase = countBy(kills, (k) => k.phase);
   console.log(`kills: seed ${SEED}: ${kills.length} kills; by phase ${JSON.stringify(byPhase)}; by cycle ${JSON.stringify(countBy(kills, (k) => k.cycle))}`);
+  await link?.close();
   await up?.stop();
   if (dir) removeDir(dir);
 });
@@ -315,7 +330,7 @@ describe('npx eleventy killed (SIGKILL, whole process group) at seeded random in
     await configure(site, 1, 'hardlink');
     await killCycle(site, { name: 'changed back, links', kills: 5, triggers: all, pulls: ['big/app:1.0'] });
     expect(kills.length).toBeGreaterThanOrEqual(30);
-  }, 600_000);
+  }, 900_000);
 });
 
 describe('builds at the same time', () => {
