@@ -146,34 +146,57 @@ export async function writeHostFiles(outDir: string, files: HostFile[]): Promise
 
 async function swapIn(staging: string, final: string): Promise<void> {
   const old = `${staging}-old`;
-  let hadOld = true;
-  try {
-    await rename(final, old);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    hadOld = false;
+  // Another build of the same output (two `npx eleventy` at once) may put its own complete `v2/`
+  // in place between our two renames: then ours, as complete, replaces it on the next try.
+  for (let attempt = 1; ; attempt++) {
+    let hadOld = true;
+    try {
+      await rename(final, old);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      hadOld = false;
+    }
+    try {
+      await rename(staging, final);
+    } catch (err) {
+      const raced = ['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '');
+      if (!raced || attempt === 5) {
+        if (hadOld) await rename(old, final).catch(() => {});
+        throw err;
+      }
+      if (hadOld) await rm(old, { recursive: true, force: true });
+      continue;
+    }
+    if (hadOld) await rm(old, { recursive: true, force: true });
+    return;
   }
+}
+
+/** The build that made a staging entry (`.registrish-staging-<pid>-<ms>…`) is still running here. */
+function ownerAlive(entry: string): boolean {
+  const pid = Number(/^\.registrish-staging-(\d+)-/.exec(entry)?.[1]);
+  if (!pid || pid === process.pid) return false;
   try {
-    await rename(staging, final);
+    process.kill(pid, 0);
+    return true;
   } catch (err) {
-    if (hadOld) await rename(old, final);
-    throw err;
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-  if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
 /**
  * Leftovers of a build that was killed mid-way (they start with a dot). A build killed between
  * the two renames of the swap leaves no `v2/` but a complete `-old` one: put that back first.
+ * Those of a build still running (another `npx eleventy` on the same output) are its own.
  */
 async function removeStaleStaging(outDir: string): Promise<void> {
   const entries = await readdir(outDir);
   const final = path.join(outDir, 'v2');
   if (!entries.includes('v2')) {
-    const old = entries.find((e) => e.startsWith(STAGING_PREFIX) && e.endsWith('-old'));
-    if (old) await rename(path.join(outDir, old), final);
+    const old = entries.find((e) => e.startsWith(STAGING_PREFIX) && e.endsWith('-old') && !ownerAlive(e));
+    if (old) await rename(path.join(outDir, old), final).catch(() => {});
   }
   for (const entry of await readdir(outDir)) {
-    if (entry.startsWith(STAGING_PREFIX)) await rm(path.join(outDir, entry), { recursive: true, force: true });
+    if (entry.startsWith(STAGING_PREFIX) && !ownerAlive(entry)) await rm(path.join(outDir, entry), { recursive: true, force: true });
   }
 }

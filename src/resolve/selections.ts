@@ -54,7 +54,11 @@ export async function saveSelections(cacheDir: string, reports: readonly Selecti
   for (const r of reports) entries[stateKey(r)] = r.kept;
   const file = path.join(cacheDir, STATE_FILE);
   await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  // Written in the cache's tmp/ (same filesystem), where a build killed before the rename leaves
+  // it to be cleaned like any other temp file, instead of beside the state for good.
+  const tmpDir = path.join(cacheDir, 'tmp');
+  await mkdir(tmpDir, { recursive: true });
+  const tmp = path.join(tmpDir, `${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}`);
   try {
     await writeFile(tmp, `${JSON.stringify({ version: 1, entries } satisfies SelectionState)}\n`);
     await rename(tmp, file);

@@ -265,7 +265,16 @@ export class ContentStore {
         // EXDEV (cache on another filesystem), EPERM/ENOTSUP (no hardlinks): fall through to a copy.
       }
     }
-    await copyFile(src, dest, fsConstants.COPYFILE_FICLONE);
+    // Copied under another name, then renamed: a build killed mid-copy must not leave a partial
+    // file under a digest's name, even in its staging folder (test/kills.test.ts).
+    const partial = `${dest}.partial-${process.pid}`;
+    try {
+      await copyFile(src, partial, fsConstants.COPYFILE_FICLONE);
+      await rename(partial, dest);
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
+    }
   }
 
   private async tempPath(dest: string): Promise<string> {

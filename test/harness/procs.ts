@@ -178,7 +178,7 @@ function installExitHook(): void {
 }
 
 /** Signal the process group we created for the daemon (detached), falling back to the PID alone. */
-function killGroupOrPid(pid: number, sig: NodeJS.Signals): void {
+export function killGroupOrPid(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(-pid, sig);
   } catch {
@@ -190,7 +190,7 @@ function killGroupOrPid(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-function groupAlive(pid: number): boolean {
+export function groupAlive(pid: number): boolean {
   try {
     process.kill(-pid, 0);
     return true;
