@@ -176,8 +176,19 @@ async function servedTreeProblems(out: string, mustExist: boolean): Promise<stri
 
 /** Files in the cache that are neither verified content nor the build's own state or temp files. */
 async function strayCacheFiles(cache: string): Promise<string[]> {
-  const known = /^(blobs\/sha256\/[a-f0-9]{64}|tmp\/.+|(state\/)?[^/]+\.json)$/;
-  return (await entriesUnder(cache).catch(() => [])).filter((e) => e.entry.isFile() && !known.test(e.rel)).map((e) => e.rel);
+  // archives/<hash>.json: an archive source's scan, kept while the archive does not change.
+  const known = /^(blobs\/sha256\/[a-f0-9]{64}|tmp\/.+|(state\/)?[^/]+\.json|archives\/[a-f0-9]{64}\.json)$/;
+  const entries = (await entriesUnder(cache).catch(() => [])).filter((e) => e.entry.isFile());
+  const stray = entries.filter((e) => !known.test(e.rel)).map((e) => e.rel);
+  // A scan index is written whole (temp file + rename) or not at all.
+  for (const e of entries.filter((x) => x.rel.startsWith('archives/') && known.test(x.rel))) {
+    try {
+      JSON.parse(await readFile(path.join(cache, e.rel), 'utf8'));
+    } catch {
+      stray.push(`${e.rel} (not whole JSON)`);
+    }
+  }
+  return stray;
 }
 
 /** Everything checked after a kill (leftovers allowed) or after a build (none in the output). */

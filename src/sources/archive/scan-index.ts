@@ -87,8 +87,11 @@ async function writeScanIndex(cacheDir: string, file: string, key: string, gzip:
     gzip,
     members: [...members.values()].map(({ json, ...m }) => (json === undefined ? m : { ...m, json: json.toString('base64') })),
   };
-  await mkdir(path.dirname(dest), { recursive: true });
-  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  // The temp file lives in the cache's tmp/, where a build killed before the rename leaves nothing
+  // but what the next build's clean-up removes (the store's own temp files are there too).
+  const tmpDir = path.join(cacheDir, 'tmp');
+  await Promise.all([mkdir(path.dirname(dest), { recursive: true }), mkdir(tmpDir, { recursive: true })]);
+  const tmp = path.join(tmpDir, `archive-index-${process.pid}-${randomBytes(4).toString('hex')}.json`);
   try {
     await writeFile(tmp, JSON.stringify(saved));
     await rename(tmp, dest);
