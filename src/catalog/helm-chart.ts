@@ -64,5 +64,7 @@ export async function readChartFiles(file: string, size: number): Promise<ChartF
   } finally {
     stream.destroy();
   }
+  // The tar reader may also take the cut-off stream as an end rather than an error.
+  if (overBound) return { skipped: `the chart archive unpacks to more than ${formatBytes(MAX_CHART_UNPACKED_BYTES)} (a gzip bomb?); README and values not read` };
   return out;
 }
