@@ -7,7 +7,8 @@ import path from 'node:path';
 import { fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry, type BuildSummary } from '../src/build.ts';
-import { CLOUDFLARE_MAX_DYNAMIC_REDIRECTS, renderCloudflareRedirects } from '../src/hosts/cloudflare.ts';
+import { cloudflare, CLOUDFLARE_MAX_DYNAMIC_REDIRECTS, renderCloudflareRedirects } from '../src/hosts/cloudflare.ts';
+import { checkHosts } from '../src/hosts/host.ts';
 import type { PublishedPath } from '../src/model/published-path.ts';
 import { startTestStore, type TestStore } from './harness/blob-store.ts';
 import { dockerRemoveAllImages, startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/clients.ts';
@@ -183,7 +184,15 @@ describe.each([
   }, 300_000);
 });
 
-describe('Cloudflare _redirects limits', () => {
+describe('Cloudflare limits', () => {
+  it('the 25 MiB file limit applies only to what stays on the site', () => {
+    const large = cloudflareBuild.paths.filter((p) => p.kind === 'blob' && p.size > 25 * 1024 * 1024);
+    expect(large.length).toBe(2); // the shared layer, in big/app and big/shared
+    expect(checkHosts([cloudflare], cloudflareBuild.paths).errors).toEqual([]);
+    const onTheSite = cloudflareBuild.paths.map(({ location: _, ...p }) => p);
+    expect(checkHosts([cloudflare], onTheSite).errors.join('\n')).toMatch(/cloudflare: Cloudflare Pages refuses files over 25 MiB: 2 file\(s\) of big\/app, big\/shared/u);
+  });
+
   it(`fails the build naming Pages' limit of ${CLOUDFLARE_MAX_DYNAMIC_REDIRECTS} dynamic rules`, async () => {
     const digest = `sha256:${'a'.repeat(64)}`;
     const blob = (repo: string): PublishedPath => ({
