@@ -25,8 +25,9 @@ import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 // Blobs elsewhere (issue 20), with real components: s3rver as the object store behind a public
 // front (the bucket at the root of a host), a real upstream, builds that upload before they write
 // v2/, and the four real clients pulling through the 307 from `registrish serve`, real nginx and
-// real Apache. One image has a layer over 25 MiB (Cloudflare Pages' limit), and a second
-// repository shares its layers (one object in the store).
+// real Apache (Netlify and Cloudflare Pages: test/blob-store-hosts.test.ts). One image has a layer
+// over 25 MiB (Cloudflare Pages' limit), and a second repository shares its layers (one object in
+// the store).
 
 const PREFIX = 'mirror/';
 const BIG = 26 * 1024 * 1024 + 123;
@@ -181,15 +182,6 @@ describe('the blobs option', () => {
       url: 'http://127.0.0.1:9000/pub/',
       store: { bucket: 'bucket', prefix: 'a/b/' },
     });
-  });
-
-  it('is refused, naming the host, by hosts that cannot redirect yet (Netlify, Cloudflare): before anything is uploaded', async () => {
-    const out = path.join(project, 'netlify-site');
-    const before = store.apiFront.seen.length;
-    await expect(build({ out, hosts: ['netlify'] })).rejects.toThrow(/netlify: blobs in an object store \(the "blobs" option\) are not supported on this host yet/u);
-    await expect(build({ out, hosts: ['cloudflare'] })).rejects.toThrow(/cloudflare: blobs in an object store/u);
-    expect(store.apiFront.seen.length).toBe(before);
-    expect(fs.existsSync(path.join(out, 'v2'))).toBe(false);
   });
 });
 

@@ -5,9 +5,11 @@ import { RegistrishError } from '../util/errors.ts';
 import { headersFor } from '../publish/headers.ts';
 import type { Host, HostCheck, HostFile } from './host.ts';
 import { compareStrings } from '../util/format.ts';
-import { mergeIntoSiteHeaders } from './headers-file.ts';
+import { BEGIN_MARKER, mergeIntoSiteHeaders } from './headers-file.ts';
 import type { PublishedPath } from '../model/published-path.ts';
 import { ERROR_CONTENT_TYPE, notFoundBody, publishedRepositories, type NotFoundKind } from '../publish/not-found.ts';
+import { onSite } from '../publish/blob-store.ts';
+import { BLOB_REDIRECTS_COMMENT, mergeRedirectsFile, planBlobRedirects, readSiteRedirects, renderNetlifyRedirects } from './redirects-file.ts';
 
 // Cloudflare Pages writer: `_headers` within Pages' limits, and a top-level `404.html`.
 //
@@ -45,6 +47,69 @@ export const CLOUDFLARE_MAX_LINE = 2000;
 export const CLOUDFLARE_MAX_FILE_BYTES = 25 * 1024 * 1024;
 export const CLOUDFLARE_MAX_FILES = 20_000;
 export const CLOUDFLARE_404 = '404.html';
+/** Pages reads at most 100 dynamic `_redirects` rules (`*` or `:name`) and 2,000 static ones, lines ≤ 1,000 characters. */
+export const CLOUDFLARE_MAX_DYNAMIC_REDIRECTS = 100;
+export const CLOUDFLARE_MAX_STATIC_REDIRECTS = 2000;
+export const CLOUDFLARE_MAX_REDIRECT_LINE = 1000;
+
+/**
+ * How Pages counts the rules of a `_redirects` text (workers-sdk, pages-shared
+ * metadata-generator/parseRedirects.ts, as wrangler 4.60.0 bundles it): a rule whose path holds `*`
+ * or `:name` is dynamic, and so is every rule after the first dynamic one; rules beyond a limit are
+ * dropped silently at deploy time.
+ */
+export function countCloudflareRedirects(text: string): { static: number; dynamic: number; longLines: number[] } {
+  let statics = 0;
+  let dynamic = 0;
+  const longLines: number[] = [];
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.length > CLOUDFLARE_MAX_REDIRECT_LINE) longLines.push(i + 1);
+    const from = line.split(/\s+/u)[0]!;
+    if (dynamic === 0 && !/\*|:[A-Za-z]\w*/u.test(from)) statics++;
+    else dynamic++;
+  }
+  return { static: statics, dynamic, longLines };
+}
+
+/**
+ * `_redirects` for blobs kept in an object store: one 307 rule per repository
+ * (`/v2/<name>/blobs/:digest  <base>:digest  307`), first in the file, the site's own rules kept
+ * after it. Pages applies `_redirects` before serving files, so the blobs' 404.html never answers
+ * them. Without a store: none (a site's own `_redirects` is left as it is, but an old block of ours emptied).
+ */
+export async function renderCloudflareRedirects(outDir: string, paths: readonly PublishedPath[]): Promise<HostFile[]> {
+  const rules = planBlobRedirects(paths);
+  const existing = await readSiteRedirects(outDir);
+  if (rules.length === 0) {
+    // A build without a store after one with it: empty our old block, or blobs would still be sent away.
+    return existing?.includes(BEGIN_MARKER) ? [{ file: '_redirects', text: mergeRedirectsFile(existing, renderNetlifyRedirects([])) }] : [];
+  }
+  // Pages drops a rule whose target is neither a path nor https:// (parseRedirects' validateUrl), loopback included.
+  if (!rules[0]!.to.startsWith('https://')) {
+    throw new RegistrishError(`Cloudflare Pages redirects only to https:// addresses, not to the blob store ${rules[0]!.to.replace(/:digest$/u, '')}`, {
+      hint: 'Set blobs.url to the https:// address of the store (an R2 public bucket or custom domain, a CDN).',
+    });
+  }
+  const text = mergeRedirectsFile(existing, renderNetlifyRedirects([{ comment: BLOB_REDIRECTS_COMMENT, rules }]));
+  const counts = countCloudflareRedirects(text);
+  if (counts.dynamic > CLOUDFLARE_MAX_DYNAMIC_REDIRECTS) {
+    throw new RegistrishError(
+      `_redirects would have ${counts.dynamic} dynamic rules (${rules.length} blob redirects, one per repository); Cloudflare Pages reads at most ${CLOUDFLARE_MAX_DYNAMIC_REDIRECTS} and drops the rest, so some blob URLs would answer 404`,
+      { hint: `Publish at most ${CLOUDFLARE_MAX_DYNAMIC_REDIRECTS} repositories with blobs in a store on one Pages site${counts.dynamic > rules.length ? ', and remove some of your own _redirects rules (on Pages every rule after a dynamic one counts as dynamic)' : ''}, or use another host.` },
+    );
+  }
+  if (counts.static > CLOUDFLARE_MAX_STATIC_REDIRECTS) {
+    throw new RegistrishError(`_redirects would have ${counts.static} static rules; Cloudflare Pages reads at most ${CLOUDFLARE_MAX_STATIC_REDIRECTS}`, { hint: 'Remove some of your own _redirects rules.' });
+  }
+  if (counts.longLines.length) {
+    throw new RegistrishError(`_redirects line ${counts.longLines[0]} is longer than ${CLOUDFLARE_MAX_REDIRECT_LINE} characters, which Cloudflare Pages ignores`, {
+      hint: 'Use a shorter blobs.url or store prefix, or shorten your own rule.',
+    });
+  }
+  return [{ file: '_redirects', text }];
+}
 
 export interface CfRule {
   path: string;
@@ -470,7 +535,10 @@ export function checkCloudflare(paths: readonly PublishedPath[]): HostCheck {
 
 const NOT_FOUND_HTML = '<!doctype html>\n<meta charset="utf-8">\n<title>Not found</title>\n<h1>404 Not found</h1>\n';
 
-export async function renderCloudflare(outDir: string, paths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }> {
+export async function renderCloudflare(outDir: string, allPaths: PublishedPath[]): Promise<{ files: HostFile[]; warnings: string[] }> {
+  // `_headers` only for files on the site: blobs in a store are answered by `_redirects`.
+  const paths = onSite(allPaths);
+  const redirects = await renderCloudflareRedirects(outDir, allPaths);
   const tags = cloudflareTagsFor(paths);
   const rules = cloudflareRules(paths, tags);
   const merged = await mergeIntoSiteHeaders(outDir, renderCloudflareRules(rules));
@@ -488,7 +556,7 @@ export async function renderCloudflare(outDir: string, paths: PublishedPath[]): 
       hint: 'Narrow your own _headers rule so it does not match /v2/ URLs, or drop the registry header names from it.',
     });
   }
-  const files: HostFile[] = [{ file: '_headers', text: merged.text }, ...renderCloudflareNotFound(paths)];
+  const files: HostFile[] = [{ file: '_headers', text: merged.text }, ...redirects, ...renderCloudflareNotFound(allPaths)];
   let has404 = true;
   try {
     await readFile(path.join(outDir, CLOUDFLARE_404));
@@ -501,7 +569,8 @@ export async function renderCloudflare(outDir: string, paths: PublishedPath[]): 
 
 export const cloudflare: Host = {
   name: 'cloudflare',
-  writer: { check: checkCloudflare, render: renderCloudflare },
+  // Blobs in a store: `_redirects` (renderCloudflareRedirects); the 25 MiB limit applies to what stays (checkHosts).
+  writer: { check: checkCloudflare, render: renderCloudflare, blobRedirects: true },
   fixes: {
     'base-status': 'Check v2/index.html was uploaded and no _redirects rule matches /v2/.',
     status: `${REDEPLOY} Cloudflare Pages allows 20,000 files (free plan) and 25 MiB per file.`,

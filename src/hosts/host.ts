@@ -85,7 +85,7 @@ export function checkHosts(hosts: readonly Host[], paths: PublishedPath[]): Host
     if (elsewhere && !host.writer.blobRedirects) {
       out.errors.push(
         `${host.name}: blobs in an object store (the "blobs" option) are not supported on this host yet: its files cannot send blob URLs to the store. ` +
-          'Use nginx, apache or `registrish serve`, or build without "blobs".',
+          'Use nginx, apache, netlify, cloudflare or `registrish serve`, or build without "blobs".',
       );
       continue;
     }

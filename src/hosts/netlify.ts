@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { REDEPLOY } from '../check/problems.ts';
 import type { PublishedPath } from '../model/published-path.ts';
+import { onSite } from '../publish/blob-store.ts';
 import { headersFor } from '../publish/headers.ts';
 import { RegistrishError } from '../util/errors.ts';
 import { compareStrings } from '../util/format.ts';
@@ -375,7 +376,11 @@ export const netlify: Host = {
   name: 'netlify',
   writer: {
     check: checkNetlifyLimits,
-    async render(outDir, paths, options) {
+    // Blobs in a store: `_redirects` rules (redirects-file.ts, planBlobRedirects), before the 404 rules.
+    blobRedirects: true,
+    async render(outDir, allPaths, options) {
+      // `_headers` only for files on the site: a blob in a store is answered by its 307 rule.
+      const paths = onSite(allPaths);
       // A site's own `_headers` is kept: ours lives between markers inside it.
       const form = netlifyHeadersForm(paths, netlifyOptions(options).headers);
       const rules = planNetlifyRules(paths, { headers: form });
@@ -395,8 +400,8 @@ export const netlify: Host = {
                 'or "compact", whose rules follow repositories rather than tags.',
         );
       }
-      // Missing registry URLs: `_redirects` 404 rules serving the OCI error bodies (redirects-file.ts).
-      return { files: [{ file: '_headers', text: merged.text }, ...(await renderNetlifyNotFound(outDir, paths))], warnings };
+      // `_redirects`: blobs in a store (307), then missing registry URLs (404 with the OCI error bodies).
+      return { files: [{ file: '_headers', text: merged.text }, ...(await renderNetlifyNotFound(outDir, allPaths))], warnings };
     },
   },
   fixes: {

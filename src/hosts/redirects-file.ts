@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PublishedPath } from '../model/published-path.ts';
+import { blobRedirect } from '../publish/blob-store.ts';
 import { NOT_FOUND_FILES, notFoundBody, publishedRepositories, type NotFoundKind } from '../publish/not-found.ts';
 import { RegistrishError } from '../util/errors.ts';
 import { BEGIN_MARKER, END_MARKER } from './headers-file.ts';
@@ -29,6 +30,27 @@ export interface RedirectRule {
   to: string;
   status: number;
 }
+
+/**
+ * The blob redirects (section 1 above; also Cloudflare Pages' whole `_redirects`): one placeholder
+ * rule per repository, `/v2/<name>/blobs/:digest  <base>:digest  307`, or none when every blob is on
+ * the site. One rule per repository, not per blob: Pages reads at most 100 dynamic rules, and
+ * Netlify's parser slows with the square of the rules. `:digest` takes the whole last segment
+ * (`sha256:<hex>`), the object's name in the store (blob-store.ts).
+ */
+export function planBlobRedirects(paths: readonly PublishedPath[]): RedirectRule[] {
+  const redirect = blobRedirect(paths);
+  if (!redirect) return [];
+  // Both engines replace every `:name` of the target: the base must hold none of its own.
+  if (/:[A-Za-z]/u.test(redirect.base.replace(/^https?:\/\//u, ''))) {
+    throw new RegistrishError(`the blob store address ${redirect.base} holds ":" followed by a letter, which a _redirects target reads as a placeholder`, {
+      hint: 'Use a blobs.url (and store prefix) without ":" in its path.',
+    });
+  }
+  return redirect.repositories.map((repo) => ({ from: `/v2/${repo}/blobs/:digest`, to: `${redirect.base}:digest`, status: 307 }));
+}
+
+export const BLOB_REDIRECTS_COMMENT = 'Blobs live in an object store (the "blobs" option): each blob URL is sent there; 307 keeps a HEAD a HEAD.';
 
 /** The 404 rules for the published repositories (section 2 above). */
 export function planNotFoundRedirects(paths: readonly PublishedPath[]): RedirectRule[] {
@@ -75,15 +97,22 @@ export function mergeRedirectsFile(existing: string | undefined, generated: stri
   );
 }
 
-/** `_redirects` (the site's own kept) and the error bodies its rules serve. */
-export async function renderNetlifyNotFound(outDir: string, paths: readonly PublishedPath[]): Promise<HostFile[]> {
-  let existing: string | undefined;
+/** The site's own `_redirects` in the output, if any. */
+export async function readSiteRedirects(outDir: string): Promise<string | undefined> {
   try {
-    existing = await readFile(path.join(outDir, '_redirects'), 'utf8');
+    return await readFile(path.join(outDir, '_redirects'), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return undefined;
   }
+}
+
+/** `_redirects` (the site's own kept): blob redirects, then the 404 rules; and the error bodies those serve. */
+export async function renderNetlifyNotFound(outDir: string, paths: readonly PublishedPath[]): Promise<HostFile[]> {
+  const existing = await readSiteRedirects(outDir);
   const generated = renderNetlifyRedirects([
+    // Before the 404 rules: with blobs in a store no blob file exists, so `blobs/*` 404 would catch them.
+    { comment: BLOB_REDIRECTS_COMMENT, rules: planBlobRedirects(paths) },
     { comment: 'Missing registry content: the OCI error body with status 404 (applies only where no file exists).', rules: planNotFoundRedirects(paths) },
   ]);
   const bodies = (Object.keys(NOT_FOUND_FILES) as NotFoundKind[]).map((kind) => ({ file: NOT_FOUND_FILES[kind], text: notFoundBody(kind) }));
