@@ -2,47 +2,22 @@
 // `npx eleventy` and `registrish deploy --blobs` run), against `rclone sync` of the same files to the
 // same store (node --import tsx bench/blob-upload.ts [--runs 3] [--no-write]; needs rclone:
 // apt-get install -y rclone). Both cold (an empty prefix) and again with nothing changed. The
-// store is s3rver in a process of its own (bench/deploy.ts); rclone reads the files laid out as
+// store is s3rver in a process of its own (startS3rver in bench/lib.ts); rclone reads the files laid out as
 // the store keys them (blobs/sha256:<hex>), with its default 4 transfers and its size + modtime
 // comparison; ours uploads 4 at a time (--concurrency) after one listing. Wall time is the whole upload
 // (ours: uploadBlobs() in this process; rclone: its process). Writes its section of docs/performance.md.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { link, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
 import { uploadBlobs } from '../src/deploy/blob-upload.ts';
-import { median, MiB, machineLine, randomFile, requireTools, spread, timed, writeSection, type FileBlob } from './lib.ts';
+import { median, MiB, machineLine, randomFile, requireTools, spread, startS3rver, timed, writeSection, type FileBlob } from './lib.ts';
 
 const BUCKET = 'bench';
 const KEY = { accessKeyId: 'AKIDREGISTRISHBLOBS', secretAccessKey: 'bench-secret' };
 /** The large-layer set: a few layers of tens of MiB (a Python or Node base image's shape), and small configs. */
 const LAYERS = [96, 64, 48, 32].map((n) => n * MiB);
 const CONFIGS = 4;
-
-function serveS3rver(dir: string): void {
-  const require = createRequire(import.meta.url);
-  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (a: string, k: Buffer, iv: Buffer) => unknown>;
-  for (const fn of ['createCipheriv', 'createDecipheriv'] as const) {
-    const real = crypto[fn];
-    crypto[fn] = (a, k, iv) => (a === 'des' ? real('des-ede3-cbc', Buffer.concat([k, k, k]), iv) : real(a, k, iv));
-  }
-  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(KEY.accessKeyId, KEY.secretAccessKey);
-  const S3rver = require('s3rver') as new (o: object) => { run(): Promise<{ port: number }> };
-  void new S3rver({ port: 0, address: '127.0.0.1', directory: dir, silent: true, configureBuckets: [{ name: BUCKET }] })
-    .run()
-    .then(({ port }) => console.log(JSON.stringify({ port })));
-}
-
-async function startS3rver(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [...process.execArgv, import.meta.filename, '--serve-s3rver', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  for await (const line of createInterface({ input: child.stdout! })) {
-    return { url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}`, child };
-  }
-  throw new Error('s3rver did not start');
-}
 
 async function ours(url: string, prefix: string, blobs: FileBlob[], concurrency: number): Promise<{ wall: number; uploaded: number; requests: number }> {
   const started = performance.now();
@@ -74,8 +49,7 @@ async function rclone(url: string, from: string, prefix: string): Promise<{ wall
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs({ options: { runs: { type: 'string', default: '3' }, concurrency: { type: 'string', default: '4' }, 'no-write': { type: 'boolean' }, 'serve-s3rver': { type: 'string' } } });
-  if (args.values['serve-s3rver']) return serveS3rver(args.values['serve-s3rver']);
+  const args = parseArgs({ options: { runs: { type: 'string', default: '3' }, concurrency: { type: 'string', default: '4' }, 'no-write': { type: 'boolean' } } });
   requireTools(['rclone', 'rclone']);
   const runs = Number(args.values.runs);
   const work = path.join(os.tmpdir(), `registrish-bench-blobs-${process.pid}`);
@@ -91,7 +65,7 @@ async function main(): Promise<void> {
     await link(b.file, path.join(keyed, b.digest));
   }
   const total = blobs.reduce((n, b) => n + b.size, 0);
-  const { url, child } = await startS3rver(path.join(work, 's3'));
+  const { url, child } = await startS3rver({ dir: path.join(work, 's3'), bucket: BUCKET, key: KEY });
   const rows: Record<string, number[]> = { 'ours cold': [], 'ours unchanged': [], 'rclone cold': [], 'rclone unchanged': [] };
   let requests = { cold: 0, unchanged: 0 };
   try {

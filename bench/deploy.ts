@@ -6,12 +6,9 @@
 // redeploy cost before the record). Requests are counted on the wire by an undici interceptor and
 // checked against the deploy's own summary; wall time is deploy() in this process. Writes its
 // section of docs/performance.md.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { Dispatcher } from 'undici';
 import { deploy, type DeploySummary } from '../src/deploy/deploy.ts';
@@ -20,7 +17,7 @@ import { S3Client, type S3RequestCounts } from '../src/deploy/s3-client.ts';
 import { createAgent } from '../src/http/transport.ts';
 import type { PublishedPath } from '../src/model/published-path.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
-import { keystream, median, sha256, spread, writeSection } from './lib.ts';
+import { keystream, median, sha256, spread, startS3rver, writeSection } from './lib.ts';
 
 
 const BUCKET = 'bench';
@@ -28,35 +25,6 @@ const KEY = { accessKeyId: 'AKIDREGISTRISHBENCH', secretAccessKey: 'bench-secret
 const REPOS = 64;
 const TAGS = ['1.0', '1.1', '2.0', '2.1'];
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-
-/** The store, in a process of its own so that its work is not counted as ours. */
-function serveS3rver(dir: string): void {
-  const require = createRequire(import.meta.url);
-  // s3rver encrypts listing continuation tokens with single DES, which OpenSSL 3 only has in its
-  // legacy provider: 3DES with three equal keys is the same cipher.
-  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (a: string, k: Buffer, iv: Buffer) => unknown>;
-  for (const fn of ['createCipheriv', 'createDecipheriv'] as const) {
-    const real = crypto[fn];
-    crypto[fn] = (a, k, iv) => (a === 'des' ? real('des-ede3-cbc', Buffer.concat([k, k, k]), iv) : real(a, k, iv));
-  }
-  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(KEY.accessKeyId, KEY.secretAccessKey);
-  const S3rver = require('s3rver') as new (o: object) => { run(): Promise<{ port: number }> };
-  void new S3rver({ port: 0, address: '127.0.0.1', directory: dir, silent: true, configureBuckets: [{ name: BUCKET }] })
-    .run()
-    .then(({ port }) => console.log(JSON.stringify({ port })));
-}
-
-async function startS3rver(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [...process.execArgv, import.meta.filename, '--serve-s3rver', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [line] = await Promise.race([
-    (async () => {
-      for await (const l of createInterface({ input: child.stdout! })) return [l];
-      return [];
-    })(),
-    new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`s3rver exited ${code}`)))),
-  ]);
-  return { url: `http://127.0.0.1:${(JSON.parse(line!) as { port: number }).port}`, child };
-}
 
 /** Deterministic, incompressible bytes (AES-CTR keystream of the seed). */
 const bytesOf = (seed: string, size: number): Buffer => keystream('deploy', seed).update(Buffer.alloc(size));
@@ -187,7 +155,7 @@ async function main(): Promise<void> {
   const work = path.join(os.tmpdir(), `registrish-bench-deploy-${process.pid}`);
   const s3dir = path.join(work, 's3');
   await mkdir(s3dir, { recursive: true });
-  const s3 = await startS3rver(s3dir);
+  const s3 = await startS3rver({ dir: s3dir, bucket: BUCKET, key: KEY });
   const agent = createAgent();
   const client = new S3Client({ endpoint: new URL(s3.url), region: 'us-east-1', bucket: BUCKET, credentials: KEY, pathStyle: true, dispatcher: agent });
   const results: Measured[][] = STEPS.map(() => []);
@@ -252,5 +220,4 @@ async function main(): Promise<void> {
   if (!args['no-write']) await writeSection('deploy', report, 'Deploy');
 }
 
-if (process.argv[2] === '--serve-s3rver') serveS3rver(process.argv[3]!);
-else await main();
+await main();

@@ -1,12 +1,14 @@
 // What the benchmark scripts share: deterministic data, pushing it through the registry API,
 // Eleventy sites as a user has them, whole-process timing with GNU time, and writing a section
 // of docs/performance.md.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { request } from 'undici';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
@@ -232,3 +234,41 @@ export async function holdUntilSignal(): Promise<void> {
 export function machineLine(): string {
   return `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}, node ${process.version}`;
 }
+
+interface S3rverSpec {
+  dir: string;
+  bucket: string;
+  key: { accessKeyId: string; secretAccessKey: string };
+}
+
+/** Runs s3rver in this process (the child startS3rver spawns) and prints its port as one JSON line. */
+function serveS3rver({ dir, bucket, key }: S3rverSpec): void {
+  const require = createRequire(import.meta.url);
+  // s3rver encrypts listing continuation tokens with single DES, which OpenSSL 3 only has in its
+  // legacy provider: 3DES with three equal keys is the same cipher.
+  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (a: string, k: Buffer, iv: Buffer) => unknown>;
+  for (const fn of ['createCipheriv', 'createDecipheriv'] as const) {
+    const real = crypto[fn];
+    crypto[fn] = (a, k, iv) => (a === 'des' ? real('des-ede3-cbc', Buffer.concat([k, k, k]), iv) : real(a, k, iv));
+  }
+  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(key.accessKeyId, key.secretAccessKey);
+  const S3rver = require('s3rver') as new (o: object) => { run(): Promise<{ port: number }> };
+  void new S3rver({ port: 0, address: '127.0.0.1', directory: dir, silent: true, configureBuckets: [{ name: bucket }] })
+    .run()
+    .then(({ port }) => console.log(JSON.stringify({ port })));
+}
+
+/** The store the S3 benches upload to: s3rver in a process of its own, so that its work is not counted as theirs. */
+export async function startS3rver(spec: S3rverSpec): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [...process.execArgv, import.meta.filename, '--serve-s3rver', JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = await Promise.race([
+    (async () => {
+      for await (const l of createInterface({ input: child.stdout! })) return [l];
+      return [];
+    })(),
+    new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`s3rver exited ${code}`)))),
+  ]);
+  return { url: `http://127.0.0.1:${(JSON.parse(line!) as { port: number }).port}`, child };
+}
+
+if (process.argv[1] === import.meta.filename && process.argv[2] === '--serve-s3rver') serveS3rver(JSON.parse(process.argv[3]!) as S3rverSpec);

@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { ctrPull, skopeoCopy, startContainerd, type Containerd } from './harness
 import { buildManifest, makeLayer, pushImage, seedUpstream, type Fixtures } from './harness/images.ts';
 import { keyPair, seedSignedApp, type SignedApp } from './harness/attachments.ts';
 import { hasCommand, makeTempDir, removeDir, sleep } from './harness/procs.ts';
+import { startS3rver, type S3Server } from './harness/s3.ts';
 import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 import { type CliIO } from '../src/cli/args.ts';
 import { readPathsFile } from '../src/publish/paths-file.ts';
@@ -28,19 +28,13 @@ import { readPathsFile } from '../src/publish/paths-file.ts';
 // bucket, a website endpoint or a CDN would.
 
 const REPO = path.resolve(import.meta.dirname, '..');
-const require = createRequire(import.meta.url);
 const ACCESS_KEY = 'AKIDREGISTRISHTEST';
 const SECRET = 'deploy-Secret-7781-xyz';
 const SESSION = 'session-Token-5523-abc';
 const BUCKET = 'registry';
 const PREFIX = 'mirror';
 
-interface S3rverLike {
-  run(): Promise<{ port: number }>;
-  close(): Promise<void>;
-}
-
-let s3: S3rverLike;
+let s3: S3Server;
 let s3Url: string;
 let up: UpstreamRegistry;
 let fx: Fixtures;
@@ -116,19 +110,6 @@ function startProxy(): Promise<http.Server> {
     up.end();
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-/**
- * s3rver's listing continuation tokens are encrypted with single DES, which OpenSSL 3 keeps in its
- * legacy provider only: without this, a listing longer than one page answers 500. Three-key 3DES
- * with three equal keys is the same cipher.
- */
-function desForS3rver(): void {
-  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (alg: string, key: Buffer, iv: Buffer) => unknown>;
-  for (const name of ['createCipheriv', 'createDecipheriv'] as const) {
-    const original = crypto[name];
-    crypto[name] = (alg, key, iv) => (alg === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(alg, key, iv));
-  }
 }
 
 /** Builds a registry from `images` (written to `imagesFile` in the project) into `outputDir`. */
@@ -225,17 +206,8 @@ beforeAll(async () => {
   requireTool('docker-registry');
   project = makeTempDir('rsh-deploy-');
   site = path.join(project, '_site');
-  let S3rver: new (o: object) => S3rverLike;
-  try {
-    S3rver = require('s3rver') as typeof S3rver;
-  } catch {
-    throw new Error('s3rver (the S3-compatible test server) is missing: run "npm install" (it is a devDependency)');
-  }
-  // s3rver looks the access key id up in its account registry: give it credentials of our own.
-  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(ACCESS_KEY, SECRET);
-  desForS3rver();
-  s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: path.join(project, 's3'), silent: true, configureBuckets: [{ name: BUCKET }] });
-  s3Url = `http://127.0.0.1:${(await s3.run()).port}`;
+  s3 = await startS3rver(project, [BUCKET], { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET });
+  s3Url = s3.url;
   client = bucketClient(s3Url, agent);
   // Starts while the upstream is seeded and the registry built; a failure is reported by the pull test.
   const daemon = hasCommand('containerd') ? startContainerd().catch((e: unknown) => void (containerdError = e)) : undefined;

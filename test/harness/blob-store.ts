@@ -1,6 +1,5 @@
 import http from 'node:http';
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { startS3rver } from './s3.ts';
 
 // A real S3-compatible store for the `blobs` option: s3rver (it checks the access key id, not
 // SigV4 signatures: test/deploy.test.ts checks those against AWS's vectors), with two fronts:
@@ -9,15 +8,8 @@ import path from 'node:path';
 //   api:    the S3 API the build uploads through, forwarding everything unless a fault is set
 //           (403 AccessDenied, 500, or a dropped connection on PUTs and multipart requests).
 
-const require = createRequire(import.meta.url);
-
 export const STORE_ACCESS_KEY = 'AKIDREGISTRISHBLOBS';
 export const STORE_SECRET = 'blobs-Secret-4411-qrs';
-
-interface S3rverLike {
-  run(): Promise<{ port: number }>;
-  close(): Promise<void>;
-}
 
 export type StoreFault = 'none' | '403' | '500' | 'drop';
 
@@ -43,18 +35,6 @@ export interface TestStore {
   stop(): Promise<void>;
 }
 
-/** s3rver's listing tokens use single DES (OpenSSL 3: legacy only); 3DES with three equal keys is the same cipher. */
-function desForS3rver(): void {
-  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (alg: string, key: Buffer, iv: Buffer) => unknown>;
-  for (const name of ['createCipheriv', 'createDecipheriv'] as const) {
-    const original = crypto[name];
-    if ((original as { registrishDes?: boolean }).registrishDes) continue;
-    const patched = (alg: string, key: Buffer, iv: Buffer) => (alg === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(alg, key, iv));
-    (patched as { registrishDes?: boolean }).registrishDes = true;
-    crypto[name] = patched;
-  }
-}
-
 function listen(server: http.Server): Promise<string> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as { port: number }).port}`)));
 }
@@ -68,16 +48,8 @@ function closer(server: http.Server): () => Promise<void> {
 }
 
 export async function startTestStore(dir: string, bucket = 'blobs'): Promise<TestStore> {
-  let S3rver: new (o: object) => S3rverLike;
-  try {
-    S3rver = require('s3rver') as typeof S3rver;
-  } catch {
-    throw new Error('s3rver (the S3-compatible test server) is missing: run "npm install" (it is a devDependency)');
-  }
-  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(STORE_ACCESS_KEY, STORE_SECRET);
-  desForS3rver();
-  const s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: path.join(dir, 's3'), silent: true, configureBuckets: [{ name: bucket }] });
-  const s3Url = `http://127.0.0.1:${(await s3.run()).port}`;
+  const s3 = await startS3rver(dir, [bucket], { accessKeyId: STORE_ACCESS_KEY, secretAccessKey: STORE_SECRET });
+  const s3Url = s3.url;
   const target = new URL(s3Url);
 
   const publicSeen: string[] = [];

@@ -20,8 +20,28 @@ export interface S3Server {
   close(): Promise<void>;
 }
 
-/** s3rver with `buckets`, storing under `dir`, accepting S3_ACCESS_KEY / S3_SECRET. */
-export async function startS3rver(dir: string, buckets: string[]): Promise<S3Server> {
+/**
+ * s3rver's listing continuation tokens are encrypted with single DES, which OpenSSL 3 keeps in its
+ * legacy provider only: without this, a listing longer than one page answers 500. Three-key 3DES
+ * with three equal keys is the same cipher. Patched once per process.
+ */
+function desForS3rver(): void {
+  const crypto = require('node:crypto') as Record<'createCipheriv' | 'createDecipheriv', (alg: string, key: Buffer, iv: Buffer) => unknown>;
+  for (const name of ['createCipheriv', 'createDecipheriv'] as const) {
+    const original = crypto[name];
+    if ((original as { registrishDes?: boolean }).registrishDes) continue;
+    const patched = (alg: string, key: Buffer, iv: Buffer) => (alg === 'des' ? original('des-ede3-cbc', Buffer.concat([key, key, key]), iv) : original(alg, key, iv));
+    (patched as { registrishDes?: boolean }).registrishDes = true;
+    crypto[name] = patched;
+  }
+}
+
+/** s3rver with `buckets`, storing under `dir/s3`, accepting `credentials` (S3_ACCESS_KEY / S3_SECRET by default). */
+export async function startS3rver(
+  dir: string,
+  buckets: string[],
+  credentials: { accessKeyId: string; secretAccessKey: string } = { accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_SECRET },
+): Promise<S3Server> {
   let S3rver: new (o: object) => S3rverLike;
   try {
     S3rver = require('s3rver') as typeof S3rver;
@@ -29,7 +49,8 @@ export async function startS3rver(dir: string, buckets: string[]): Promise<S3Ser
     throw new Error('s3rver (the S3-compatible test server) is missing: run "npm install" (it is a devDependency)');
   }
   // s3rver looks the access key id up in its account registry: give it credentials of our own.
-  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(S3_ACCESS_KEY, S3_SECRET);
+  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(a: string, s: string): void } }).DUMMY_ACCOUNT.createKeyPair(credentials.accessKeyId, credentials.secretAccessKey);
+  desForS3rver();
   const s3 = new S3rver({ port: 0, address: '127.0.0.1', directory: path.join(dir, 's3'), silent: true, configureBuckets: buckets.map((name) => ({ name })) });
   const { port } = await s3.run();
   return { url: `http://127.0.0.1:${port}`, close: () => s3.close() };
