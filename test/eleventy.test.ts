@@ -123,3 +123,52 @@ export default function (eleventyConfig) {
     }
   });
 });
+
+describe('a site with its own _headers, _redirects and 404 page', () => {
+  // The registry is published in eleventy.before, before Eleventy writes the site: the site's own
+  // files that host files are made from are copied (or rendered) over ours afterwards, and the
+  // plugin must merge again. Cold (nothing in the output yet) and warm.
+  let site: string;
+  const build = async (hosts: string[], out: string) => {
+    await writeFile(
+      path.join(site, 'eleventy.config.js'),
+      `import registrish from ${JSON.stringify(path.join(REPO, 'dist/index.js'))};
+export default function (eleventyConfig) {
+  eleventyConfig.addPassthroughCopy({ 'src/_headers': '_headers', 'src/_redirects': '_redirects' });
+  eleventyConfig.addPlugin(registrish, { images: 'registry.json', cacheDir: '.cache/reg', hosts: ${JSON.stringify(hosts)} });
+  return { dir: { input: 'src', output: ${JSON.stringify(out)} } };
+}
+`,
+    );
+    const r = await run('node', [ELEVENTY], { cwd: site, timeoutMs: 120_000 });
+    expect(r.stdout).toMatch(/\[registrish\] 1 images/);
+  };
+  beforeAll(async () => {
+    site = path.join(tmp, 'own-files-site');
+    await cp(path.join(REPO, 'site'), path.join(site, 'src'), { recursive: true });
+    await writeFile(path.join(site, 'package.json'), '{ "type": "module" }\n');
+    await writeFile(path.join(site, 'src/_headers'), '/about/*\n  X-Site-Own: yes\n');
+    await writeFile(path.join(site, 'src/_redirects'), '/old /new 301\n');
+    await writeFile(path.join(site, 'src/404.md'), '---\npermalink: /404.html\n---\n# Not here (the site\'s own)\n');
+    await writeFile(path.join(site, 'registry.json'), JSON.stringify({ images: [{ source: `oci:${path.join(REPO, 'example/hello')}:1.0`, name: 'demo/hello' }] }));
+  });
+
+  for (const host of ['netlify', 'cloudflare']) {
+    it(`${host}: the site's rules and ours, cold and warm`, async () => {
+      const out = `public-${host}`;
+      for (const round of ['cold', 'warm']) {
+        await build([host], out);
+        const headers = await readFile(path.join(site, out, '_headers'), 'utf8');
+        expect(headers, round).toContain('X-Site-Own: yes');
+        expect(headers, round).toContain('# registrish:begin');
+        const rules = await loadHeaderRules(path.join(site, out, '_headers'));
+        expect(matchHeaders(rules, '/v2/demo/hello/manifests/1.0'), round).toContainEqual(['Content-Type', 'application/vnd.oci.image.index.v1+json']);
+        expect(matchHeaders(rules, '/about/x'), round).toContainEqual(['X-Site-Own', 'yes']);
+        const redirects = await readFile(path.join(site, out, '_redirects'), 'utf8');
+        expect(redirects, round).toContain('/old /new 301');
+        if (host === 'netlify') expect(redirects, round).toContain('# registrish:begin');
+        expect(await readFile(path.join(site, out, '404.html'), 'utf8'), round).toContain("the site's own");
+      }
+    });
+  }
+});

@@ -1,10 +1,12 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import v8 from 'node:v8';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RegistryData } from '../src/catalog/types.ts';
 import { netlifyHost } from '../src/eleventy/plugin.ts';
+import { oneByte } from '../src/pages/html.ts';
 import { renderRepository } from '../src/pages/render.ts';
 import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
 import { keyPair, seedSignedApp } from './harness/attachments.ts';
@@ -60,6 +62,8 @@ async function pushAnnotated(): Promise<string> {
         'org.opencontainers.image.source': 'javascript:alert(1)',
         'org.opencontainers.image.url': 'https://example.com/annotated',
         'org.opencontainers.image.version': '2.1.0',
+        // Outside ASCII and the BMP: the pages write it as character references (oneByte).
+        'com.example.note': 'Zoë Ångström — 日本語 🐳',
       },
     }),
   );
@@ -267,6 +271,12 @@ describe('the default pages', () => {
     expect(text).toContain('<script>window.__pwned=1</script>');
     expect(text).toContain('COPY app /app');
     expect(text).toContain('Apache-2.0');
+    expect(text).toContain('Zoë Ångström — 日本語 🐳');
+    expect(await page.title()).toMatch(/^tools\/annotated:2\.1 — /u);
+    // Every page is ASCII on disk (one byte a character in memory while Eleventy holds it).
+    const html = await (await fetch(new URL(page.url()))).text();
+    expect(html).toContain('Zo&#235;');
+    expect([...html].filter((c) => c.charCodeAt(0) > 0x7f)).toEqual([]);
     expect(await page.locator('a[href^="javascript:"]').count()).toBe(0);
     expect(await page.locator('svg.chart title').first().textContent()).toMatch(/^1 layer, .* in all; the largest is layer 1/u);
     expect(problems).toEqual([]);
@@ -303,3 +313,17 @@ describe('the registry host in commands', () => {
   });
 });
 
+
+describe('page HTML in memory', () => {
+  it('is ASCII and one byte a character, even from two-byte text (Eleventy keeps every page until the build ends)', () => {
+    // How V8 holds a string, read from its serializer: tag '"' one byte a character, 'c' two.
+    const encoding = (x: string) => ({ '"': 'one-byte', c: 'two-byte' })[String.fromCharCode(v8.serialize(x).subarray(2).find((b) => b !== 0)!)];
+    const page = '<p>Zo\u00eb \u2014 \u65e5\u672c\u8a9e \u{1f433}</p>'.repeat(1000);
+    expect(encoding(page)).toBe('two-byte');
+    const out = oneByte(page);
+    expect(out.startsWith('<p>Zo&#235; &#8212; &#26085;&#26412;&#35486; &#128051;</p><p>')).toBe(true);
+    expect(encoding(out)).toBe('one-byte');
+    // Why the copy: a replace alone leaves an ASCII text two bytes a character.
+    expect(encoding(page.replace(/[^\x00-\x7f]/gu, '?'))).toBe('two-byte');
+  });
+});

@@ -11,9 +11,10 @@ import { makeLogger, type EleventyLogger } from './logger.ts';
 import { PREFIX, resolveOptions, type RegistrishOptions } from './options.ts';
 
 // The Eleventy glue. Eleventy's timeline, so that templates can show what the registry serves:
-//   eleventy.before  resolve images.json (tags → manifests → image configs), blobs start downloading
+//   eleventy.before  resolve images.json (tags → manifests → image configs), wait for the blobs,
+//                    write v2/ and the host files
 //   templates        read the `registry` global data; the default pages render from it
-//   eleventy.after   wait for the blobs, write v2/ and the host files, print one summary line
+//   eleventy.after   host files again if the site wrote one they are made from; one summary line
 // The first resolution starts as soon as the plugin is added, overlapping Eleventy's own start-up.
 // In --serve/--watch, a rebuild with an unchanged images.json reuses the last resolution (no
 // upstream request) and keeps v2/ as built. The build machinery (the HTTP client above all) is
@@ -53,9 +54,15 @@ interface Fresh {
   data: Promise<RegistryData>;
 }
 
+/** A registry published in eleventy.before: its summary, and the site files the hosts read then. */
+interface Published {
+  summary: BuildSummary;
+  siteFiles: Map<string, Buffer | undefined>;
+}
+
 /** One Eleventy build's registry: resolved afresh, or the last one reused (watch mode). */
 type Current =
-  | ({ kind: 'fresh'; outputDir: string } & Fresh)
+  | ({ kind: 'fresh'; outputDir: string; published?: Published } & Fresh)
   | { kind: 'reused'; outputDir: string; paths: PublishedPath[]; data: Promise<RegistryData> };
 
 /** The host Netlify gives a site's production address (`URL`), in a Netlify build. */
@@ -148,6 +155,11 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     try {
       const data = await current.data;
       if (options.pages) assertPagesOutsideRegistry(data, options.pages.path);
+      // The registry is published before Eleventy renders the pages, not after: Eleventy keeps
+      // every page's HTML until the build ends, and at 10,000 tags the publish's own peak on top
+      // of it was most of the build's memory (issue 18). The cost: pages no longer render while
+      // blobs download (rendering is a small share of a cold build).
+      if (current.kind === 'fresh' && writesFiles(event)) current = { ...current, published: await publish(current) };
     } catch (err) {
       await closeQuietly(current);
       current = undefined;
@@ -155,21 +167,10 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
     }
   });
 
-  eleventyConfig.on('eleventy.after', async (event: BuildEvent) => {
-    const build = current;
-    current = undefined;
-    if (!build) return;
-    if (event.outputMode && event.outputMode !== 'fs') return void (await closeQuietly(build));
-    const { helmIndex, publishRegistry, renderHosts, selectHosts, selectionLine, writeHostFiles } = await machinery();
-    if (build.kind === 'reused') {
-      // The site's own passthrough `_headers` may have been copied over ours: render host files again.
-      const rendered = await renderHosts(selectHosts(options.hosts), build.outputDir, build.paths, { netlify: options.netlify });
-      await writeHostFiles(build.outputDir, rendered.files);
-      logger.info(`${path.basename(imagesFile)} unchanged: registry kept as built`);
-      return;
-    }
+  /** Waits for the blobs and writes v2/ and the host files; remembers what the hosts read of the site. */
+  const publish = async (build: Current & { kind: 'fresh' }): Promise<Published> => {
+    const { helmIndex, publishRegistry, selectHosts, siteFilesRead } = await machinery();
     const resolved = await build.resolved;
-    let summary: BuildSummary;
     try {
       // The Helm repository's index.yaml is published with the registry (one more URL for the hosts).
       const index = helmIndex(await build.data);
@@ -177,7 +178,7 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
         resolved.layout.paths.push(index.path);
         resolved.layout.bodies.set(index.path.file, index.body);
       }
-      summary = await publishRegistry(resolved, {
+      const summary = await publishRegistry(resolved, {
         outputDir: build.outputDir,
         hosts: options.hosts,
         hostOptions: { netlify: options.netlify },
@@ -185,16 +186,60 @@ export function registrish(eleventyConfig: EleventyConfigLike, userOptions: Regi
         logger,
         ...(options.blobs ? { blobs: options.blobs, progressTty: progressTty() } : {}),
       });
-    } catch (err) {
-      fail(err);
+      return { summary, siteFiles: await readSiteFiles(build.outputDir, siteFilesRead(selectHosts(options.hosts))) };
     } finally {
       await closeQuietly(build);
     }
-    last = { key: build.key, outputDir: build.outputDir, paths: summary!.paths, data: await build.data };
-    for (const f of summary!.filtered) logger.summary(`${f.image}: platform filter published index ${f.to} (upstream ${f.from})`);
-    for (const s of summary!.selections) logger.summary(selectionLine(s));
-    logger.summary(summary!.line);
+  };
+
+  /** Host files rendered again from the output as it is now (its own `_headers` copied over ours). */
+  const renderHostFilesAgain = async (outputDir: string, paths: PublishedPath[]): Promise<void> => {
+    const { renderHosts, selectHosts, writeHostFiles } = await machinery();
+    const rendered = await renderHosts(selectHosts(options.hosts), outputDir, paths, { netlify: options.netlify });
+    await writeHostFiles(outputDir, rendered.files);
+  };
+
+  eleventyConfig.on('eleventy.after', async (event: BuildEvent) => {
+    const build = current;
+    current = undefined;
+    if (!build) return;
+    if (event.outputMode && event.outputMode !== 'fs') return void (await closeQuietly(build));
+    if (build.kind === 'reused') {
+      // The site's own passthrough `_headers` may have been copied over ours: render host files again.
+      await renderHostFilesAgain(build.outputDir, build.paths);
+      logger.info(`${path.basename(imagesFile)} unchanged: registry kept as built`);
+      return;
+    }
+    if (!build.published) return void (await closeQuietly(build));
+    const { selectionLine } = await machinery();
+    const { summary, siteFiles } = build.published;
+    try {
+      // Eleventy wrote the site after the registry was published: where it wrote a file the hosts'
+      // files are made from (a passthrough `_headers`, a 404 page), render them again.
+      const now = await readSiteFiles(build.outputDir, [...siteFiles.keys()]);
+      if ([...siteFiles].some(([file, before]) => !sameBytes(before, now.get(file)))) await renderHostFilesAgain(build.outputDir, summary.paths);
+    } catch (err) {
+      fail(err);
+    }
+    last = { key: build.key, outputDir: build.outputDir, paths: summary.paths, data: await build.data };
+    for (const f of summary.filtered) logger.summary(`${f.image}: platform filter published index ${f.to} (upstream ${f.from})`);
+    for (const s of summary.selections) logger.summary(selectionLine(s));
+    logger.summary(summary.line);
   });
+}
+
+/** Does this build write files (not `--to=json`/`ndjson`)? */
+function writesFiles(event: BuildEvent): boolean {
+  return !event.outputMode || event.outputMode === 'fs';
+}
+
+/** The bytes of each of `files` in `outDir` (undefined: absent). */
+async function readSiteFiles(outDir: string, files: readonly string[]): Promise<Map<string, Buffer | undefined>> {
+  return new Map(await Promise.all(files.map(async (f) => [f, await readFile(path.join(outDir, f)).catch(() => undefined)] as const)));
+}
+
+function sameBytes(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
 }
 
 /** Lets the downloads settle and closes the connection pool, whatever happened. */

@@ -570,7 +570,7 @@ export async function renderCloudflare(outDir: string, allPaths: PublishedPath[]
 export const cloudflare: Host = {
   name: 'cloudflare',
   // Blobs in a store: `_redirects` (renderCloudflareRedirects); the 25 MiB limit applies to what stays (checkHosts).
-  writer: { check: checkCloudflare, render: renderCloudflare, blobRedirects: true },
+  writer: { check: checkCloudflare, render: renderCloudflare, blobRedirects: true, siteFiles: ['_headers', '_redirects', CLOUDFLARE_404] },
   fixes: {
     'base-status': 'Check v2/index.html was uploaded and no _redirects rule matches /v2/.',
     status: `${REDEPLOY} Cloudflare Pages allows 20,000 files (free plan) and 25 MiB per file.`,

@@ -34,6 +34,11 @@ export interface HostWriter {
    * option) there with a 307. A host without it refuses such a build in checkHosts().
    */
   blobRedirects?: boolean;
+  /**
+   * Files of the site that render() reads from the output (a site's own `_headers`). The plugin
+   * publishes the registry before Eleventy writes the site, and renders again when one changed.
+   */
+  siteFiles?: readonly string[];
 }
 
 export interface Host {
@@ -74,6 +79,11 @@ export async function renderHosts(
     warnings.push(...r.warnings.map((m) => `${host.name}: ${m}`));
   }
   return { files, warnings };
+}
+
+/** The site files (output-relative) that these hosts' files are rendered from (HostWriter.siteFiles). */
+export function siteFilesRead(hosts: readonly Host[]): string[] {
+  return [...new Set(hosts.flatMap((h) => h.writer?.siteFiles ?? []))].sort();
 }
 
 /** Each host's limits; warnings prefixed with its name, errors collected (the caller fails the build). */

@@ -378,6 +378,7 @@ export const netlify: Host = {
     check: checkNetlifyLimits,
     // Blobs in a store: `_redirects` rules (redirects-file.ts, planBlobRedirects), before the 404 rules.
     blobRedirects: true,
+    siteFiles: ['_headers', '_redirects'],
     async render(outDir, allPaths, options) {
       // `_headers` only for files on the site: a blob in a store is answered by its 307 rule.
       const paths = onSite(allPaths);

@@ -3,7 +3,7 @@ import { formatBytes, shortDigest } from '../util/format.ts';
 import { layerChart } from './chart.ts';
 import { artifactSection, chartSection, commandsFor, hasDigestCommands, kindLabel, otherChartVersions } from './artifacts.ts';
 import { renderCommands } from './commands.ts';
-import { esc, formatDate, safeHref } from './html.ts';
+import { esc, formatDate, oneByte, safeHref } from './html.ts';
 import { SCRIPT } from './script.ts';
 import { STYLE } from './style.ts';
 
@@ -36,8 +36,8 @@ function shell(o: PageOptions, title: string, crumbs: Crumb[], body: string, des
     .map((c, i) => `<li>${c.href && i < crumbs.length - 1 ? `<a href="${esc(c.href)}">${esc(c.text)}</a>` : `<span${i === crumbs.length - 1 ? ' aria-current="page"' : ''}>${esc(c.text)}</span>`}</li>`)
     .join('')}</ol></nav>`;
   const status = '<div id="copy-status" class="skip" role="status" aria-live="polite"></div>';
-  if (!o.standalone) return `<div class="rsh"><style>${STYLE}</style>${nav}${body}${status}<script>${SCRIPT}</script></div>`;
-  return `<!doctype html>
+  if (!o.standalone) return oneByte(`<div class="rsh"><style>${STYLE}</style>${nav}${body}${status}<script>${SCRIPT}</script></div>`);
+  return oneByte(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -58,7 +58,7 @@ ${status}
 <script>${SCRIPT}</script>
 </body>
 </html>
-`;
+`);
 }
 
 function hostNote(data: RegistryData): string {
