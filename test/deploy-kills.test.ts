@@ -4,7 +4,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRegistry } from '../src/build.ts';
 import { planUploads, type Upload } from '../src/deploy/deploy.ts';
-import { parseRecord, RECORD_FILE, storedSame } from '../src/deploy/record.ts';
+import { IN_PROGRESS_ABOUT, parseRecord, RECORD_FILE, storedSame } from '../src/deploy/record.ts';
 import { S3Client } from '../src/deploy/s3-client.ts';
 import { createAgent } from '../src/http/transport.ts';
 import { keyPair, seedSignedApp } from './harness/attachments.ts';
@@ -21,8 +21,9 @@ import { writeFile } from 'node:fs/promises';
 // resumed after a kill. After every kill, and after every deploy that ran to its end:
 //   - the bucket never serves a tag, a manifest, a referrers answer or a tags/list that names
 //     something missing (every object named by a digest hashes to it);
-//   - the deploy record never vouches for an object that is not there as it recorded it (an entry
-//     the next deploy would trust, by the listing, names the object's real digest, size and headers);
+//   - the deploy record never names an object that is not there as it recorded it: every entry
+//     (not only those the next deploy would trust) is listed with its ETag and size, not written
+//     since, and names the object's real digest, size, Content-Type and Cache-Control;
 // and a deploy that runs to its end after kills uploads nothing that was already stored complete.
 // REGISTRISH_KILL_SEED=<n> npx vitest run test/deploy-kills.test.ts replays the same instants.
 
@@ -117,23 +118,44 @@ async function bucketProblems(): Promise<string[]> {
     if (kind === 'tags') names = (JSON.parse(bytes.toString('utf8')).tags as string[]).map((t) => `${PREFIX}${repo}/manifests/${t}`);
     for (const n of names) if (!listed.has(n)) problems.push(`${rel} names ${n.slice(PREFIX.length)}, which is not in the bucket`);
   }
-  // The record vouches for an entry when the next deploy would trust it: the listed object still
-  // has its ETag and size and was not written after it (storedSame). Such an object must be exactly
-  // what the entry says: its bytes' digest, size and headers.
+  // Every entry of the record (the whole one a deploy writes last, or the in-progress one it writes
+  // before changing what the record names) must name an object that is there as the entry says:
+  // listed with its ETag and size and not written after it (storedSame: the next deploy trusts it),
+  // holding the entry's digest, size, Content-Type and Cache-Control. Not only the entries the next
+  // deploy would trust: a stale entry the listing happens to contradict is a claim all the same.
   const recordKey = PREFIX + RECORD_FILE;
-  if (listed.has(recordKey)) {
-    const record = parseRecord((await getBytes(recordKey))!.toString('utf8'));
+  const recordBytes = listed.has(recordKey) ? await getBytes(recordKey) : undefined;
+  if (recordBytes) {
+    const record = parseRecord(recordBytes.toString('utf8'));
     if (!record) problems.push('the deploy record is not readable');
     for (const [rel, entry] of record ?? []) {
       const o = listed.get(PREFIX + rel);
-      if (!o || !storedSame(entry, o)) continue;
+      const claim = `the deploy record names ${rel} (sha256:${entry.sha256}, ${entry.size} bytes, ${JSON.stringify(entry.headers)}, ETag ${entry.etag}, stored by ${entry.stored})`;
+      if (!o) {
+        problems.push(`${claim}; it is not in the bucket`);
+        continue;
+      }
+      if (!storedSame(entry, o)) problems.push(`${claim}; the listing shows ETag ${o.etag}, ${o.size} bytes, written at ${o.lastModified / 1000}`);
       const info = await client.head(PREFIX + rel);
       const headers = { 'content-type': info?.contentType, 'cache-control': info?.cacheControl };
       const same = info && info.size === entry.size && info.meta['digest'] === `sha256:${entry.sha256}` && Object.entries(headers).every(([k, v]) => entry.headers[k] === v);
-      if (!same) problems.push(`the deploy record vouches for ${rel} (sha256:${entry.sha256}, ${JSON.stringify(entry.headers)}); the bucket holds ${JSON.stringify(info)}`);
+      if (!same) problems.push(`${claim}; the bucket holds ${JSON.stringify(info)}`);
     }
   }
   return problems;
+}
+
+/** A kill at a chosen request, and which record the bucket must hold afterwards. */
+interface Targeted {
+  instant: Instant;
+  leaves: 'whole' | 'in progress';
+}
+
+/** Which record the bucket holds: the whole one a deploy writes last, or the in-progress one. */
+async function recordLeft(): Promise<'whole' | 'in progress' | 'none'> {
+  const bytes = await getBytes(PREFIX + RECORD_FILE);
+  if (!bytes) return 'none';
+  return (JSON.parse(bytes.toString('utf8')) as { about?: string }).about === IN_PROGRESS_ABOUT ? 'in progress' : 'whole';
 }
 
 /** Planned uploads already in the bucket whole, with the headers deploy gives them. */
@@ -195,21 +217,33 @@ afterAll(async () => {
 });
 
 describe('registrish deploy killed at seeded instants', () => {
-  it('never exposes a tag or manifest whose content is missing, the record never vouches for what is not there; the next deploy re-uploads nothing complete', async () => {
+  it('never exposes a tag or manifest whose content is missing, the record never names what is not there; the next deploy re-uploads nothing complete', async () => {
     // Rounds: (kills, then one deploy to the end). The site alternates, so some rounds resume a
     // deploy of the same site and some replace it with the other; --delete in some.
-    // One round kills at chosen requests: where a deploy replaces a tag the last record names,
-    // deletes an object it names, is mid-way through a big blob, and has stored its own record.
-    const targeted: Instant[] = [
-      { request: 1, match: /^PUT .*\/manifests\/stable$/, at: 'answered' },
-      { request: 1, match: /^DELETE /, at: 'answered' },
-      { request: 1, match: /^PUT .*\/blobs\/sha256:/, at: 'body', bytes: 1 << 20 },
-      { request: 1, match: /^PUT .*registrish-deploy/, at: 'answered' },
+    // Two rounds kill at chosen requests first, in an order where each comes. Round 2 (the last
+    // record names the first site): mid-way through a new big blob (nothing the record names
+    // changed yet), once a tag the record names was replaced (the in-progress record came before
+    // it), once an object the record named was deleted, once the whole record was stored (the
+    // first record PUT of a deploy that no longer needs an in-progress one). Round 3 (back to the
+    // first site): the in-progress record's PUT cut off on arrival, then answered unheard; then
+    // seeded random instants.
+    // `leaves`: the record the bucket must then hold (so each instant is the one it is meant to be).
+    const recordPut = /^PUT .*registrish-deploy/;
+    const round2: Targeted[] = [
+      // Keys as sent: the `:` of a digest is `%3A`.
+      { instant: { request: 1, match: /^PUT .*\/blobs\/sha256%3A/, at: 'body', bytes: 1 << 20 }, leaves: 'whole' },
+      { instant: { request: 1, match: /^PUT .*\/manifests\/stable$/, at: 'answered' }, leaves: 'in progress' },
+      { instant: { request: 1, match: /^DELETE /, at: 'answered' }, leaves: 'in progress' },
+      { instant: { request: 1, match: recordPut, at: 'answered' }, leaves: 'whole' },
     ];
-    const rounds: Array<{ site: 'first' | 'later'; kills: number; del: boolean; targeted?: Instant[] }> = [
+    const round3: Targeted[] = [
+      { instant: { request: 1, match: recordPut, at: 'arrival' }, leaves: 'whole' },
+      { instant: { request: 1, match: recordPut, at: 'answered' }, leaves: 'in progress' },
+    ];
+    const rounds: Array<{ site: 'first' | 'later'; kills: number; del: boolean; targeted?: Targeted[] }> = [
       { site: 'first', kills: 3, del: false },
-      { site: 'later', kills: targeted.length, del: true, targeted },
-      { site: 'first', kills: 3, del: true },
+      { site: 'later', kills: round2.length, del: true, targeted: round2 },
+      { site: 'first', kills: round3.length + 3, del: true, targeted: round3 },
       { site: 'later', kills: 3, del: rnd.next() < 0.5 },
     ];
     let requestsOfLast = 30;
@@ -217,7 +251,8 @@ describe('registrish deploy killed at seeded instants', () => {
       const site = sites[round.site];
       const uploads = await planUploads(site, PREFIX);
       for (let k = 0, attempts = 0; k < round.kills && attempts < round.kills * 3; attempts++) {
-        const instant: Instant = round.targeted?.[attempts] ?? { request: rnd.int(1, requestsOfLast), at: rnd.pick(['arrival', 'body', 'answered'] as const), bytes: rnd.int(1, 3 << 20) };
+        const targeted = round.targeted?.[attempts];
+        const instant: Instant = targeted?.instant ?? { request: rnd.int(1, requestsOfLast), at: rnd.pick(['arrival', 'body', 'answered'] as const), bytes: rnd.int(1, 3 << 20) };
         const kind = `${instant.at === 'body' ? 'mid-body' : instant.at} of request ${instant.request}${instant.match ? ` matching ${instant.match}` : ''}`;
         const where = `seed ${SEED}, round ${r + 1} (${round.site}${round.del ? ', --delete' : ''}), kill ${k + 1} at the ${kind}`;
         const res = await deployRun(site, round.del, instant);
@@ -232,6 +267,10 @@ describe('registrish deploy killed at seeded instants', () => {
         }
         const problems = await bucketProblems();
         expect(problems, `${where} (${seen.length} requests seen, the last ${seen.at(-1)}):\n${problems.join('\n')}`).toEqual([]);
+        if (targeted) {
+          expect(res.signal, `${where}: the chosen instant never came`).toBe('SIGKILL');
+          expect(await recordLeft(), `${where}: the record left`).toBe(targeted.leaves);
+        }
       }
       const complete = await alreadyComplete(uploads);
       const res = await deployRun(site, round.del, undefined);
@@ -244,6 +283,6 @@ describe('registrish deploy killed at seeded instants', () => {
       // Everything the site publishes is there, whole.
       expect((await alreadyComplete(uploads)).size, `seed ${SEED}, round ${r + 1}: objects stored`).toBe(uploads.length);
     }
-    expect(kills.length).toBeGreaterThanOrEqual(13);
+    expect(kills.length).toBeGreaterThanOrEqual(15);
   }, 300_000);
 });

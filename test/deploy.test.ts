@@ -7,7 +7,7 @@ import { buildRegistry } from '../src/build.ts';
 import { main } from '../src/cli/main.ts';
 import { parseS3Url } from '../src/deploy/command.ts';
 import { deploy, planUploads } from '../src/deploy/deploy.ts';
-import { parseRecord } from '../src/deploy/record.ts';
+import { IN_PROGRESS_ABOUT, parseRecord, serializeRecord } from '../src/deploy/record.ts';
 import { S3Client, signV4, type S3RequestCounts } from '../src/deploy/s3-client.ts';
 import { createAgent, USER_AGENT } from '../src/http/transport.ts';
 import { IMMUTABLE_CACHE, MUTABLE_CACHE } from '../src/publish/headers.ts';
@@ -615,6 +615,13 @@ describe('the cost of a redeploy', () => {
   let staleRecord: string;
   /** Keys the tag move changed. */
   let moved: string[];
+  /** Bodies of the record PUTs the front saw, in order (reset by measured()). */
+  const recordPuts: string[] = [];
+  /** The store's keys of `PUT`s and `DELETE`s the front saw, in order, with the verb: `PUT cost/v2/…`. */
+  const changes = () =>
+    front.seen
+      .filter((l) => /^(PUT|DELETE) /u.test(l))
+      .map((l) => l.replace(/^(\S+) \/[^/]+\/([^?]*).*$/u, (_m, verb: string, key: string) => `${verb} ${decodeURIComponent(key)}`));
 
   const image = (text: string) => buildManifest({ format: 'oci', platform: { os: 'linux', architecture: 'amd64' }, layers: [makeLayer([{ name: 'f.txt', content: text }])] });
   const build = () =>
@@ -636,6 +643,7 @@ describe('the cost of a redeploy', () => {
   /** A deploy through the counting front: what it printed must be what the store was sent. */
   async function measured(args: string[]): Promise<{ out: string; err: string; seen: Counts; uploaded: string[]; deleted: string[] }> {
     front.reset();
+    recordPuts.length = 0;
     const r = await deployCli(args, {}, { target, dir: costSite, endpoint: front.endpoint });
     expect(r.code, r.err).toBe(0);
     const seen = front.counts();
@@ -657,7 +665,15 @@ describe('the cost of a redeploy', () => {
     await pushImage(up.url, 'cost/base', '1.0', image('base 1.0'));
     await build();
     objects = (await wanted()).size;
-    front = await startFront();
+    // Forwards everything, keeping the bodies of the record's PUTs.
+    front = await startFront((req) => {
+      if (req.method === 'PUT' && req.url === `/${BUCKET}/${recordKey}`) {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => recordPuts.push(Buffer.concat(chunks).toString('utf8')));
+      }
+      return false;
+    });
   });
   afterAll(async () => {
     await front?.close();
@@ -681,6 +697,8 @@ describe('the cost of a redeploy', () => {
     staleRecord = (await client.get(recordKey))!;
     const r = await measured([]);
     expect(r.seen).toEqual(only({ list: Math.ceil((objects + 1) / 1000), get: 1 }));
+    // The record is read, never replaced nor rewritten: no in-progress record when nothing changes.
+    expect(front.seen.filter((l) => l.includes('.registrish-deploy.json'))).toEqual([`GET /${BUCKET}/${recordKey}`]);
     expect(r.uploaded).toEqual([]);
     expect(r.out).toMatch(new RegExp(`uploaded 0 objects \\(0\\.0 MiB\\), ${objects} already up to date`, 'u'));
   });
@@ -700,12 +718,41 @@ describe('the cost of a redeploy', () => {
     const r = await measured(['--delete']);
     expect(r.uploaded).toEqual(moved);
     expect(r.deleted).toEqual(gone);
-    expect(r.seen).toEqual(only({ list: 1, get: 1, put: moved.length + 1, delete: gone.length }));
-    // Bytes sent: the changed objects and the record, nothing more.
-    const sizes = moved.map((k) => Number(after.get(k)!.split(' ')[2]));
+    // The changed objects, the deletes, and two PUTs of the record: in progress, then whole.
+    expect(r.seen).toEqual(only({ list: 1, get: 1, put: moved.length + 2, delete: gone.length }));
     const record = (await client.get(recordKey))!;
-    expect(front.bytesIn).toBe(sizes.reduce((a, b) => a + b, 0) + Buffer.byteLength(record));
+    expect(recordPuts).toHaveLength(2);
+    expect(recordPuts[1]).toBe(record);
+    // The in-progress record: the last one without the entries of what this deploy changes or
+    // deletes, plus what it had stored by then (the new manifest, layer and config, before the tag).
+    const old = parseRecord(staleRecord)!;
+    const whole = parseRecord(record)!;
+    const rel = (key: string) => key.slice(COST.length + 1);
+    const tag = `${COST}/v2/cost/app/manifests/2.0`;
+    const left = new Map([...old].filter(([k]) => !moved.includes(`${COST}/${k}`) && !gone.includes(`${COST}/${k}`)));
+    expect(left.size).toBe(old.size - 1 - gone.length); // of what changed, the old record named only the tag
+    for (const k of moved.filter((m) => m !== tag)) left.set(rel(k), whole.get(rel(k))!);
+    expect(recordPuts[0]).toBe(serializeRecord(left, IN_PROGRESS_ABOUT));
+    // Bytes sent: the changed objects and the record twice, nothing more.
+    const sizes = moved.map((k) => Number(after.get(k)!.split(' ')[2]));
+    expect(front.bytesIn).toBe(sizes.reduce((a, b) => a + b, 0) + Buffer.byteLength(recordPuts[0]!) + Buffer.byteLength(record));
     objects = after.size;
+  });
+
+  it('a changing deploy replaces the record by the in-progress one before its first change to an object the record names', async () => {
+    // The order of the last deploy (one tag moved, --delete), as the store saw it.
+    const named = new Set([...parseRecord(staleRecord)!.keys()].map((rel) => `${COST}/${rel}`));
+    const seen = changes();
+    const marker = seen.indexOf(`PUT ${recordKey}`);
+    const firstNamed = seen.findIndex((c) => named.has(c.replace(/^\S+ /u, '')));
+    expect(marker).toBeGreaterThanOrEqual(0);
+    expect(firstNamed).toBeGreaterThan(marker);
+    // Before it: only objects the record did not name (the new manifest, layer and config); after
+    // it, the moved tag and the deletes; the whole record last.
+    expect(seen.slice(0, marker).every((c) => c.startsWith('PUT ') && !named.has(c.slice(4)))).toBe(true);
+    expect(seen.slice(0, marker)).toHaveLength(moved.length - 1);
+    expect(seen.at(-1)).toBe(`PUT ${recordKey}`);
+    expect(seen.filter((c) => c === `PUT ${recordKey}`)).toHaveLength(2);
   });
 
   it('listing pages: n keys cost ceil(n / page size) LISTs', async () => {
@@ -735,6 +782,8 @@ describe('the cost of a redeploy', () => {
     const r = await measured([]);
     expect(r.uploaded).toEqual([]);
     expect(r.seen).toEqual(only({ list: 1, head: objects, put: 1 }));
+    // No record to replace first: the one PUT is the whole record.
+    expect(parseRecord(recordPuts[0]!)?.size).toBe(objects);
     expect((await measured([])).seen).toEqual(only({ list: 1, get: 1 }));
   });
 
@@ -742,26 +791,40 @@ describe('the cost of a redeploy', () => {
     await put(recordKey, Buffer.from(staleRecord), { 'content-type': 'application/json' });
     const r = await measured([]);
     expect(r.uploaded).toEqual([]);
+    // Nothing changed in the bucket: the record is written again (whole) without an in-progress one first.
     expect(r.seen).toEqual(only({ list: 1, get: 1, head: moved.length, put: 1 }));
+    expect(changes()).toEqual([`PUT ${recordKey}`]);
+    expect(parseRecord(recordPuts[0]!)?.size).toBe(objects);
   });
 
-  it('a record that is not ours is ignored with a warning: one HEAD per object', async () => {
-    await put(recordKey, Buffer.from('{"version":1,"headers":[],"objects":{"v2/x":["e",1,0,1]}}'), { 'content-type': 'application/json' });
+  it('a record that is not ours is ignored with a warning (one HEAD per object), and replaced before a change all the same', async () => {
+    const foreign = Buffer.from('{"version":1,"headers":[],"objects":{"v2/x":["e",1,0,1]}}');
+    await put(recordKey, foreign, { 'content-type': 'application/json' });
     const r = await measured([]);
     expect(r.out).toMatch(/warning: the deploy record s3:\/\/registry\/cost\/v2\/\.registrish-deploy\.json is not one registrish writes/u);
     expect(r.uploaded).toEqual([]);
     expect(r.seen).toEqual(only({ list: 1, get: 1, head: objects, put: 1 }));
+
+    // It could name anything: a deploy that changes an object replaces it first all the same.
+    await put(recordKey, foreign, { 'content-type': 'application/json' });
+    const list = `${COST}/v2/cost/base/tags/list`;
+    await put(list, Buffer.from('{"name":"cost/base","tags":[]}'), { 'content-type': 'application/json' });
+    const r2 = await measured([]);
+    expect(r2.uploaded).toEqual([list]);
+    expect(r2.seen).toEqual(only({ list: 1, get: 1, head: objects, put: 3 }));
+    expect(changes()).toEqual([`PUT ${recordKey}`, `PUT ${list}`, `PUT ${recordKey}`]);
+    expect((JSON.parse(recordPuts[0]!) as { about: string }).about).toBe(IN_PROGRESS_ABOUT);
+    expect(parseRecord(recordPuts[0]!)?.has(list.slice(COST.length + 1))).toBe(false);
   });
 
   it('an object rewritten behind our back is uploaded again: other bytes, or the same bytes with another Content-Type', async () => {
     const list = `${COST}/v2/cost/app/tags/list`;
     await put(list, Buffer.from('{"name":"cost/app","tags":[]}'), { 'content-type': 'application/json' });
-    const before = await client.get(recordKey);
     const r1 = await measured([]);
     expect(r1.uploaded).toEqual([list]);
-    // Stored again as the record says (same ETag): the record changes only if the second did.
-    const rewritten = (await client.get(recordKey)) !== before;
-    expect(r1.seen).toEqual(only({ list: 1, get: 1, head: 1, put: rewritten ? 2 : 1 }));
+    // The record names the list: in-progress record, the list, then the whole record again.
+    expect(r1.seen).toEqual(only({ list: 1, get: 1, head: 1, put: 3 }));
+    expect(changes()).toEqual([`PUT ${recordKey}`, `PUT ${list}`, `PUT ${recordKey}`]);
 
     // Same bytes, other Content-Type: the ETag (an MD5 of the bytes) stays, LastModified moves.
     const tag = `${COST}/v2/cost/app/manifests/2.0`;
@@ -775,19 +838,21 @@ describe('the cost of a redeploy', () => {
     expect(now.lastModified).toBeGreaterThan(was.lastModified);
     const r2 = await measured([]);
     expect(r2.uploaded).toEqual([tag]);
-    expect(r2.seen).toEqual(only({ list: 1, get: 1, head: 1, put: 2 }));
+    expect(r2.seen).toEqual(only({ list: 1, get: 1, head: 1, put: 3 }));
     expect((await client.head(tag))?.contentType).toBe('application/vnd.oci.image.manifest.v1+json');
   });
 
   it('a changed --acl uploads every object again, without a HEAD; the same --acl again, nothing', async () => {
     const acl = await measured(['--acl', 'public-read']);
     expect(acl.uploaded).toHaveLength(objects);
-    expect(acl.seen).toEqual(only({ list: 1, get: 1, put: objects + 1 }));
+    // Every object, and the record twice: first in progress (naming none of them), then whole.
+    expect(acl.seen).toEqual(only({ list: 1, get: 1, put: objects + 2 }));
+    expect(parseRecord(recordPuts[0]!)?.size).toBe(0);
     expect((await client.head(`${COST}/v2/_catalog`))?.meta['acl']).toBe('public-read');
     expect((await measured(['--acl', 'public-read'])).seen).toEqual(only({ list: 1, get: 1 }));
     const none = await measured([]);
     expect(none.uploaded).toHaveLength(objects);
-    expect(none.seen).toEqual(only({ list: 1, get: 1, put: objects + 1 }));
+    expect(none.seen).toEqual(only({ list: 1, get: 1, put: objects + 2 }));
   });
 
   it('an object missing from the listing is uploaded without a HEAD; --dry-run says so and writes nothing', async () => {
@@ -796,12 +861,13 @@ describe('the cost of a redeploy', () => {
     const dry = await measured(['--dry-run']);
     expect(dry.out).toMatch(/dry run: would upload 1 objects/u);
     expect(dry.seen).toEqual(only({ list: 1, get: 1 }));
-    const before = await client.get(recordKey);
     const r = await measured([]);
     expect(r.uploaded).toEqual([blob]);
-    // The record is written again only if it changed: not when the blob is stored again within the same second.
-    const rewritten = (await client.get(recordKey)) !== before;
-    expect(r.seen).toEqual(only({ list: 1, get: 1, put: rewritten ? 2 : 1 }));
+    // The record still names the blob: in-progress record (without it) first, the whole record last.
+    expect(r.seen).toEqual(only({ list: 1, get: 1, put: 3 }));
+    expect(changes()).toEqual([`PUT ${recordKey}`, `PUT ${blob}`, `PUT ${recordKey}`]);
+    expect(parseRecord(recordPuts[0]!)?.has(blob.slice(COST.length + 1))).toBe(false);
+    expect(parseRecord(recordPuts[0]!)?.size).toBe(objects - 1);
   });
 
   it('without s3:ListBucket (listing refused): one HEAD per object, as before; --delete refuses', async () => {

@@ -11,7 +11,7 @@ import { headersFor } from '../publish/headers.ts';
 import { readPathsFile } from '../publish/paths-file.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { HttpError, RegistrishError } from '../util/errors.ts';
-import { parseRecord, RECORD_FILE, sameContent, serializeRecord, storedSame, type DeployRecord, type RecordEntry } from './record.ts';
+import { IN_PROGRESS_ABOUT, parseRecord, RECORD_FILE, sameContent, serializeRecord, storedSame, type DeployRecord, type RecordEntry } from './record.ts';
 import { S3Client, type S3Credentials, type S3ListedObject, type S3ObjectInfo, type S3RequestCounts } from './s3-client.ts';
 
 // Uploads a built registry to an S3-compatible store with each object's Content-Type and
@@ -261,6 +261,49 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
     }
     // What this deploy knows it stored (or found as wanted): the next deploy's record.
     const next: DeployRecord = new Map();
+    // Decided from the listing and the record alone (no request), before anything changes.
+    const decisions = new Map(uploads.map((u) => [u.key, decide(u, o.target.prefix, listed, record)]));
+    /** What the record key holds now, as far as this deploy knows (undefined: none, or unknown). */
+    let storedText = recordText;
+    const putRecord = async (text: string): Promise<void> => {
+      const body = Buffer.from(text);
+      await client.put(recordKey, { kind: 'buffer', data: body }, createHash('sha256').update(body).digest('hex'), {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+      });
+    };
+
+    // The record must never name an object that is not there as it says, even when this deploy
+    // is killed at any instant. So before the first PUT or DELETE of an object the stored record
+    // names (or might name: no listing, or a record we could not read), the record is replaced by
+    // one holding only the entries of the objects this deploy leaves alone — the ones it skips,
+    // and the ones it already stored or found as wanted — and the full record is written last, as
+    // before. One PUT more per deploy that changes what the record names; none for a deploy that
+    // changes nothing, a first deploy, or one that only adds objects. Not a DELETE of the record:
+    // that would need s3:DeleteObject (deploy without --delete does not), and the next deploy after
+    // a kill would check every object with a HEAD instead of only those this one touched.
+    const recordMayName = (key: string): boolean =>
+      !listed || (listed.has(recordKey) && (record === undefined || record.has(key.slice(o.target.prefix.length))));
+    let invalidating: Promise<void> | undefined;
+    const beforeChange = async (key: string): Promise<void> => {
+      if (!recordMayName(key)) return;
+      invalidating ??= (async () => {
+        const kept: DeployRecord = new Map();
+        for (const [k, d] of decisions) if (d.action === 'skip') kept.set(k.slice(o.target.prefix.length), d.entry!);
+        for (const [rel, entry] of next) kept.set(rel, entry);
+        const text = serializeRecord(kept, IN_PROGRESS_ABOUT);
+        try {
+          await putRecord(text);
+        } catch (err) {
+          throw new RegistrishError(
+            `could not replace the deploy record s3://${o.target.bucket}/${recordKey} before changing what it names (${err instanceof Error ? err.message : String(err)}); nothing it names was changed`,
+            { hint: 'Deploy again: what was stored is kept, and checked by the next deploy.' },
+          );
+        }
+        storedText = text;
+      })();
+      await invalidating;
+    };
 
     // Phase by phase: everything of one phase is stored before the next one starts.
     for (const phase of [0, 1, 2, 3, 4]) {
@@ -269,7 +312,7 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
         o.concurrency,
         async (u) => {
           const rel = u.key.slice(o.target.prefix.length);
-          const d = decide(u, o.target.prefix, listed, record);
+          const d = decisions.get(u.key)!;
           if (d.action === 'skip') {
             next.set(rel, d.entry!);
             summary.skipped++;
@@ -285,6 +328,7 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
             }
           }
           if (!o.dryRun) {
+            await beforeChange(u.key);
             try {
               // Small files are read whole; blobs are streamed from disk on each attempt (multipart when large).
               const stored =
@@ -321,28 +365,28 @@ export async function deploy(o: DeployOptions): Promise<DeploySummary> {
           stale.filter((k) => deleteRank(k) === rank),
           o.concurrency,
           async (key) => {
-            if (!o.dryRun) await client.delete(key);
+            if (!o.dryRun) {
+              await beforeChange(key);
+              await client.delete(key);
+            }
             o.log(`${o.dryRun ? 'would delete' : 'delete'} s3://${o.target.bucket}/${key}`);
             summary.deleted.push(key);
           },
         );
       }
     }
-    // Last, once everything else succeeded; not again when nothing changed. A failed write costs
-    // the next deploy HEADs, never a wrong skip: the record is a cache, so it is only a warning.
+    // Last, once everything else succeeded; not again when nothing changed (always after an
+    // in-progress record). A failed write costs the next deploy HEADs for what this one touched,
+    // never a wrong skip: the record is a cache, so it is only a warning.
     if (!o.dryRun) {
       const text = serializeRecord(next);
-      if (text === recordText) summary.record = 'unchanged';
+      if (text === storedText) summary.record = 'unchanged';
       else {
-        const body = Buffer.from(text);
         try {
-          await client.put(recordKey, { kind: 'buffer', data: body }, createHash('sha256').update(body).digest('hex'), {
-            'content-type': 'application/json',
-            'cache-control': 'no-store',
-          });
+          await putRecord(text);
           summary.record = 'written';
         } catch (err) {
-          o.log(`warning: could not write the deploy record s3://${o.target.bucket}/${recordKey} (${err instanceof Error ? err.message : String(err)}); the next deploy will check each object with a HEAD`);
+          o.log(`warning: could not write the deploy record s3://${o.target.bucket}/${recordKey} (${err instanceof Error ? err.message : String(err)}); the next deploy checks with a HEAD each object the record left there does not vouch for`);
         }
       }
     }

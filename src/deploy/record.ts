@@ -7,6 +7,10 @@ import type { S3ListedObject } from './s3-client.ts';
 // It is a cache, never the truth: an entry counts only while the listed object still has the
 // entry's ETag and size and was not modified after the entry was made (see storedSame); anything
 // else falls back to a HEAD. Why it is safe: docs/hosting-s3.md ("What deploy does").
+// Every entry is also true as written: a deploy replaces the record with an in-progress one (the
+// entries of the objects it leaves alone) before it changes an object the record names, and
+// writes the whole record again last (deploy.ts), so a deploy killed at any instant leaves a
+// record that names only objects stored as it says.
 
 /**
  * The record's key under the deploy prefix. Under `v2/` so that the one listing deploy makes shows
@@ -40,12 +44,22 @@ function impliedSha256(key: string): string | undefined {
   return /\/(?:blobs|manifests)\/sha256:([0-9a-f]{64})$/u.exec(key)?.[1];
 }
 
+/** What the record written last by a deploy says about itself (its `about`). */
+const RECORD_ABOUT = 'registrish deploy: what the last deploy stored (docs/hosting-s3.md)';
+/**
+ * What the record a deploy writes before its first change to an object the record names says: it
+ * keeps only the objects that deploy leaves alone. Still there afterwards: that deploy did not
+ * finish (killed, or failed before writing the record again).
+ */
+export const IN_PROGRESS_ABOUT = 'registrish deploy: in progress, or did not finish: only the objects it left alone (docs/hosting-s3.md)';
+
 /**
  * The record as stored: deterministic (same entries, same text, so an unchanged record is not
  * written again), one object a line. `objects` maps each key to
- * `[etag, size, index into headers, stored, sha256 unless the key names it]`.
+ * `[etag, size, index into headers, stored, sha256 unless the key names it]`. `about` is for a
+ * reader of the bucket; parseRecord ignores it.
  */
-export function serializeRecord(record: DeployRecord): string {
+export function serializeRecord(record: DeployRecord, about = RECORD_ABOUT): string {
   const tables: string[] = [];
   const index = new Map<string, number>();
   const lines: string[] = [];
@@ -63,7 +77,7 @@ export function serializeRecord(record: DeployRecord): string {
     lines.push(`${JSON.stringify(key)}:${JSON.stringify(row)}`);
   }
   return (
-    `{"version":1,"about":"registrish deploy: what the last deploy stored (docs/hosting-s3.md)",\n` +
+    `{"version":1,"about":${JSON.stringify(about)},\n` +
     `"headers":[\n${tables.join(',\n')}\n],\n` +
     `"objects":{\n${lines.join(',\n')}\n}}\n`
   );
