@@ -153,10 +153,13 @@ export async function resolveRegistry(options: ResolveOptions): Promise<Resolved
       progress.itemDone(downloaded ? 0 : need.size);
     },
   });
-  const close = async () => {
-    progress.stop();
-    await ownDispatcher?.close();
-  };
+  // Once, however many paths of a failing build reach it: undici throws on a second close.
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      progress.stop();
+      await ownDispatcher?.close();
+    })());
 
   let plan: Plan;
   let selections: SelectionReport[] = [];
