@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import { cp, lstat, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -18,7 +19,8 @@ import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 
 // Builds killed at random instants (issue 18): real `npx eleventy` processes, SIGKILLed as a whole
 // process group (npx and the node it starts), at seeded instants across the phases of a build —
-// resolving, downloading, rendering the pages, writing v2/ — cold, warm, after images.json changed
+// resolving, downloading, writing v2/, rendering the pages (in that order: the registry is published
+// in eleventy.before, before Eleventy renders) — cold, warm, after images.json changed
 // (tag rules, attachments, an archive source, hard links and copies). Every killed run is followed
 // by another on what it left, with no cleanup; after each kill the cache and the output are checked
 // (every file named by a digest hashes to it; the tree being served, or the one the next build puts
@@ -32,12 +34,13 @@ import { startRegistry, type UpstreamRegistry } from './harness/upstream.ts';
 const REPO = path.resolve(import.meta.dirname, '..');
 const SEED = killSeed();
 const rnd = seeded(SEED);
-const STAGES = ['starting/resolving', 'downloading', 'rendering pages', 'writing v2/'] as const;
+/** The stages of a build, in the order it reaches them. */
+const STAGES = ['starting/resolving', 'downloading', 'writing v2/', 'rendering pages'] as const;
 type Stage = (typeof STAGES)[number];
 
 let dir: string;
 let up: UpstreamRegistry;
-/** The upstream behind a slow link (8 MB/s for blobs), so that downloading lasts long enough to be killed in. */
+/** The upstream behind a slow link (about 2.7 MB/s per blob), so that downloading lasts long enough to be killed in. */
 let link: FaultProxy;
 let signed: SignedApp;
 /** Tag → the digest skopeo must end up with. */
@@ -106,33 +109,53 @@ export default function (eleventyConfig) {
 
 const buildEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DOCKER_CONFIG: path.join(dir, 'no-docker-config'), NO_COLOR: '1' });
 
-/** The stage a build in `site` has reached, from what appeared on disk since it started. */
-function stageWatcher(site: Site): () => Stage | undefined {
+/**
+ * The stage a build in `site` has reached, from what appeared on disk since it started. The staging
+ * folder of v2/ lives a few milliseconds on a small site, less than a poll: its creation is also
+ * caught as it happens, by watching the output folder.
+ */
+function stageWatcher(site: Site): { stage: () => Stage | undefined; close: () => void } {
   const started = Date.now();
   const tmpBefore = new Set(namesIn(path.join(site.cache, 'tmp')));
   const blobsBefore = namesIn(path.join(site.cache, 'blobs/sha256')).length;
   const outBefore = new Set(namesIn(site.out));
-  return () => {
-    if (namesIn(site.out).some((n) => n.startsWith('.registrish-staging-') && !outBefore.has(n))) return 'writing v2/';
+  let staged = false;
+  const isStaging = (n: string): boolean => n.startsWith('.registrish-staging-') && !outBefore.has(n);
+  let watcher: fs.FSWatcher | undefined;
+  try {
+    watcher = fs.watch(site.out, (_, name) => {
+      if (name && isStaging(String(name))) staged = true;
+    });
+  } catch {
+    // No output folder yet (a first build): polling only.
+  }
+  const stage = (): Stage | undefined => {
     if (mtimeOf(path.join(site.out, 'images/index.html')) >= started) return 'rendering pages';
+    if (staged || namesIn(site.out).some(isStaging)) return 'writing v2/';
     if (namesIn(path.join(site.cache, 'tmp')).some((n) => !tmpBefore.has(n)) || namesIn(path.join(site.cache, 'blobs/sha256')).length > blobsBefore) {
       return 'downloading';
     }
     return undefined;
   };
+  return { stage, close: () => watcher?.close() };
 }
 
-function npxEleventy(site: Site, trigger: Stage | 'time', delayMs: number): Promise<KillRun> {
-  return runAndKill('npx', ['eleventy'], {
-    cwd: site.root,
-    env: buildEnv(),
-    watch: stageWatcher(site),
-    after: trigger === 'time' ? undefined : trigger,
-    delayMs,
-    initial: STAGES[0],
-    stages: STAGES,
-    timeoutMs: 60_000,
-  });
+async function npxEleventy(site: Site, trigger: Stage | 'time', delayMs: number): Promise<KillRun> {
+  const watcher = stageWatcher(site);
+  try {
+    return await runAndKill('npx', ['eleventy'], {
+      cwd: site.root,
+      env: buildEnv(),
+      watch: watcher.stage,
+      after: trigger === 'time' ? undefined : trigger,
+      delayMs,
+      initial: STAGES[0],
+      stages: STAGES,
+      timeoutMs: 60_000,
+    });
+  } finally {
+    watcher.close();
+  }
 }
 
 async function buildToEnd(site: Site): Promise<string> {
@@ -235,6 +258,11 @@ interface Cycle {
   kills: number;
   /** Stages a kill may wait for in this cycle (a warm build downloads and writes nothing). */
   triggers: Array<Stage | 'time'>;
+  /**
+   * The first kills' triggers, in order, before the random picks: a build that downloads does so
+   * only until one run gets its blobs through, so a random pick rarely lands there.
+   */
+  first?: Array<Stage | 'time'>;
   pulls: string[];
 }
 
@@ -242,7 +270,8 @@ interface Cycle {
 const DELAY: Record<Stage | 'time', [number, number]> = {
   time: [0, 0],
   'starting/resolving': [0, 0],
-  downloading: [0, 600],
+  // A 4 MiB layer takes about 1.5 s over the slow link.
+  downloading: [0, 1200],
   'rendering pages': [0, 300],
   'writing v2/': [0, 40],
 };
@@ -255,7 +284,8 @@ async function killCycle(site: Site, cycle: Cycle): Promise<void> {
   const possible = new Set(cycle.triggers);
   let killed = 0;
   for (let attempt = 0; killed < cycle.kills && attempt < cycle.kills * 3; attempt++) {
-    const trigger = rnd.pick([...possible]);
+    const next = cycle.first?.[attempt];
+    const trigger = next !== undefined && possible.has(next) ? next : rnd.pick([...possible]);
     const [lo, hi] = trigger === 'time' ? [300, buildMs] : DELAY[trigger];
     const delayMs = rnd.int(lo, hi);
     const where = `seed ${SEED}, cycle "${cycle.name}", run ${attempt + 1}: kill ${trigger === 'time' ? `${delayMs} ms after the start` : `${delayMs} ms after "${trigger}" began`}`;
@@ -272,6 +302,7 @@ async function killCycle(site: Site, cycle: Cycle): Promise<void> {
     } else {
       killed++;
       kills.push({ ...r, cycle: cycle.name, trigger, delayMs });
+      if (process.env.REGISTRISH_KILL_VERBOSE) console.log(`${where}: killed at ${r.atMs} ms, during "${r.phase}"`);
     }
     const problems = await check(site, { afterKill: r.killed, hadOutput });
     expect(problems, `${where} (killed at ${r.atMs} ms, during "${r.phase}"):\n${problems.join('\n')}\n${r.output}`).toEqual([]);
@@ -311,7 +342,7 @@ beforeAll(async () => {
     ctx.res.writeHead(a.status, { ...a.headers, 'content-length': String(a.body.length) });
     for (let i = 0; i < a.body.length && !ctx.res.destroyed; i += 64 << 10) {
       ctx.res.write(a.body.subarray(i, i + (64 << 10)));
-      await sleep(8);
+      await sleep(24);
     }
     ctx.res.end();
     return true;
@@ -330,14 +361,14 @@ describe('npx eleventy killed (SIGKILL, whole process group) at seeded random in
   it('every build after a kill succeeds with no cleanup; cache and output always hold only verified, complete content', async () => {
     const site = await makeSite('site', { variant: 1, linkMode: 'hardlink' });
     const all: Array<Stage | 'time'> = ['time', 'downloading', 'rendering pages', 'writing v2/'];
-    await killCycle(site, { name: 'cold', kills: 9, triggers: all, pulls: ['big/app:1.0', 'rules/app:1.4.0'] });
+    await killCycle(site, { name: 'cold', kills: 9, triggers: all, first: ['downloading', 'downloading', 'downloading'], pulls: ['big/app:1.0', 'rules/app:1.4.0'] });
     await killCycle(site, { name: 'warm', kills: 5, triggers: ['time', 'rendering pages'], pulls: [`${signed.name}:${signed.tag}`] });
     // images.json changed (a new tag with a new layer, two more tags by the rules) and copies instead of links.
     await configure(site, 2, 'copy');
-    await killCycle(site, { name: 'changed, copies', kills: 8, triggers: all, pulls: ['big/app:2.0', 'rules/app:1.2.0'] });
+    await killCycle(site, { name: 'changed, copies', kills: 8, triggers: all, first: ['downloading', 'downloading'], pulls: ['big/app:2.0', 'rules/app:1.2.0'] });
     // The cache lost (a CI cache not restored) under an existing output.
     await rm(site.cache, { recursive: true, force: true });
-    await killCycle(site, { name: 'cold cache, output kept', kills: 6, triggers: all, pulls: ['archived/app:latest'] });
+    await killCycle(site, { name: 'cold cache, output kept', kills: 6, triggers: all, first: ['downloading', 'downloading'], pulls: ['archived/app:latest'] });
     await configure(site, 1, 'hardlink');
     await killCycle(site, { name: 'changed back, links', kills: 5, triggers: all, pulls: ['big/app:1.0'] });
     expect(kills.length).toBeGreaterThanOrEqual(30);
