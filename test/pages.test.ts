@@ -8,6 +8,8 @@ import type { RegistryData } from '../src/catalog/types.ts';
 import { netlifyHost } from '../src/eleventy/plugin.ts';
 import { oneByte } from '../src/pages/html.ts';
 import { renderRepository } from '../src/pages/render.ts';
+import { SCRIPT } from '../src/pages/script.ts';
+import { STYLE } from '../src/pages/style.ts';
 import { startPreviewServer, type PreviewServer } from '../src/serve/server.ts';
 import { keyPair, seedSignedApp } from './harness/attachments.ts';
 import { launchChromium } from './harness/browser.ts';
@@ -325,5 +327,10 @@ describe('page HTML in memory', () => {
     expect(encoding(out)).toBe('one-byte');
     // Why the copy: a replace alone leaves an ASCII text two bytes a character.
     expect(encoding(page.replace(/[^\x00-\x7f]/gu, '?'))).toBe('two-byte');
+  });
+
+  it('leaves the inline stylesheet and script as they are: they are ASCII (a reference in <style> or <script> would not be decoded)', () => {
+    expect(STYLE).toMatch(/^[\x00-\x7f]*$/u);
+    expect(SCRIPT).toMatch(/^[\x00-\x7f]*$/u);
   });
 });
