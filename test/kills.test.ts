@@ -107,6 +107,9 @@ export default function (eleventyConfig) {
   );
 }
 
+/** A staging folder of v2/ that was not in the output before this build: the build is writing v2/. */
+const newStaging = (name: string, before: Set<string>): boolean => name.startsWith('.registrish-staging-') && !before.has(name);
+
 const buildEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DOCKER_CONFIG: path.join(dir, 'no-docker-config'), NO_COLOR: '1' });
 
 /**
@@ -120,18 +123,17 @@ function stageWatcher(site: Site): { stage: () => Stage | undefined; close: () =
   const blobsBefore = namesIn(path.join(site.cache, 'blobs/sha256')).length;
   const outBefore = new Set(namesIn(site.out));
   let staged = false;
-  const isStaging = (n: string): boolean => n.startsWith('.registrish-staging-') && !outBefore.has(n);
   let watcher: fs.FSWatcher | undefined;
   try {
     watcher = fs.watch(site.out, (_, name) => {
-      if (name && isStaging(String(name))) staged = true;
+      if (name && newStaging(String(name), outBefore)) staged = true;
     });
   } catch {
     // No output folder yet (a first build): polling only.
   }
   const stage = (): Stage | undefined => {
     if (mtimeOf(path.join(site.out, 'images/index.html')) >= started) return 'rendering pages';
-    if (staged || namesIn(site.out).some(isStaging)) return 'writing v2/';
+    if (staged || namesIn(site.out).some((n) => newStaging(n, outBefore))) return 'writing v2/';
     if (namesIn(path.join(site.cache, 'tmp')).some((n) => !tmpBefore.has(n)) || namesIn(path.join(site.cache, 'blobs/sha256')).length > blobsBefore) {
       return 'downloading';
     }
@@ -248,7 +250,7 @@ async function pull(site: Site, tags: string[]): Promise<void> {
  * v2/), temp files in the cache (downloading, whatever else ran beside), else the last stage seen.
  */
 function underWay(site: Site, seen: string, tmpBefore: Set<string>, outBefore: Set<string>): string {
-  if (seen === 'writing v2/' || namesIn(site.out).some((n) => n.startsWith('.registrish-staging-') && !outBefore.has(n))) return 'writing v2/';
+  if (seen === 'writing v2/' || namesIn(site.out).some((n) => newStaging(n, outBefore))) return 'writing v2/';
   if (namesIn(path.join(site.cache, 'tmp')).some((n) => !tmpBefore.has(n))) return 'downloading';
   return seen === 'downloading' ? 'resolving' : seen === 'starting/resolving' ? 'resolving' : seen;
 }
